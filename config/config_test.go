@@ -1,0 +1,137 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// relayIni is shaped like a real relay's chatmail.ini: comments, keys
+// filtermail does not use, empty values, trailing spaces, other sections.
+const relayIni = `[params]
+
+# mail domain (MUST be set to fully qualified chat mail domain)
+mail_domain = chat.example.org
+
+; how many mails a user can send out per minute
+max_user_send_per_minute = 30
+MAX_MAILBOX_SIZE = 500M
+max_message_size = 1048576
+delete_mails_after = 20
+passthrough_senders =
+passthrough_recipients = echo@chat.example.org   @notify.example.com 
+disable_ipv6 = False
+mtail_address: 127.0.0.1
+privacy_postal =
+    Example Relay e.V.
+    Somewhere 1
+imap_rawlog = false
+
+[other]
+mail_domain = ignored.example.org
+filtermail_smtp_port = nonsense
+`
+
+func writeIni(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chatmail.ini")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadRelayIni(t *testing.T) {
+	c, err := Load(writeIni(t, relayIni))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		MailDomain:            "chat.example.org",
+		SMTPPort:              10080,
+		SMTPPortIncoming:      10081,
+		ReinjectPort:          10025,
+		ReinjectPortIncoming:  10026,
+		HTTPPort:              10082,
+		HTTPPortIncoming:      10083,
+		MaxMessageSize:        1048576,
+		MaxUserSendPerMinute:  30,
+		MaxUserSendBurstSize:  10,
+		PassthroughSenders:    []string{},
+		PassthroughRecipients: []string{"echo@chat.example.org", "@notify.example.com"},
+		MailboxesDir:          "/home/vmail/mail/chat.example.org",
+		Languages:             []string{"EN"},
+		Params:                c.Params,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+	for key, v := range map[string]string{
+		"max_mailbox_size": "500M",
+		"mtail_address":    "127.0.0.1",
+		"privacy_postal":   "Example Relay e.V.\nSomewhere 1",
+		"privacy_mail":     "",
+	} {
+		if c.Params[key] != v {
+			t.Errorf("Params[%q] = %q, want %q", key, c.Params[key], v)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, ini, want string
+	}{
+		{"no mail_domain", "[params]\nmax_message_size = 10\n", "mail_domain is required"},
+		{"empty mail_domain", "[params]\nmail_domain =\n", "mail_domain is required"},
+		{"no params section", "[other]\nmail_domain = x\n", "mail_domain is required"},
+		{"not a number", "[params]\nmail_domain = x\nmax_message_size = 30M\n", `max_message_size: "30M" is not a number`},
+		{"bad port", "[params]\nmail_domain = x\npostfix_reinject_port = 70000\n", "postfix_reinject_port: 70000 is not a port"},
+		{"zero rate", "[params]\nmail_domain = x\nmax_user_send_per_minute = 0\n", "max_user_send_per_minute: 0 is below"},
+		{"negative http port", "[params]\nmail_domain = x\nfiltermail_http_port = -1\n", "filtermail_http_port: -1 is below"},
+		{"key outside a section", "mail_domain = x\n", "line 1: key outside"},
+		{"garbage line", "[params]\nmail_domain = x\njust words\n", "line 3"},
+	}
+	for _, tt := range tests {
+		path := writeIni(t, tt.ini)
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: error %v, want one naming the file and saying %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.ini")); err == nil || !strings.Contains(err.Error(), "missing.ini") {
+		t.Errorf("missing file: error %v", err)
+	}
+}
+
+func TestHTTPPortOff(t *testing.T) {
+	c, err := Load(writeIni(t, "[params]\nmail_domain = x\nfiltermail_http_port = 0\nlanguages = en ru\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPPort != 0 || !reflect.DeepEqual(c.Languages, []string{"EN", "RU"}) {
+		t.Errorf("HTTPPort %d, Languages %v", c.HTTPPort, c.Languages)
+	}
+}
+
+func FuzzParseSection(f *testing.F) {
+	f.Add(relayIni)
+	f.Fuzz(func(t *testing.T, text string) {
+		params, err := parseSection(strings.NewReader(text), "params")
+		if err == nil {
+			fromParams(params)
+		}
+	})
+}
+
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../example/chatmail.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MailDomain != "chat.example.org" {
+		t.Errorf("mail_domain %q", c.MailDomain)
+	}
+}

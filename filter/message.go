@@ -1,0 +1,176 @@
+package filter
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+
+	"github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+)
+
+// Message holds what the verdict rules need to know about one message. It
+// is read once, in one pass over the message, whatever the number of
+// recipients.
+type Message struct {
+	From          string // the single address in the From header, or ""
+	Subject       string
+	ContentType   string // top-level media type, lower case
+	AutoSubmitted bool   // an Auto-Submitted header with a value
+
+	// Encrypted is set for an RFC 3156 PGP/MIME message whose payload is
+	// an encrypted OpenPGP message; Packets describes that payload, and
+	// NotEncrypted says why a message is not one.
+	Encrypted    bool
+	ArmorHeaders bool // the armored payload has armor headers
+	Packets      Packets
+	NotEncrypted error
+
+	SecureJoin bool // a Secure-Join vc-request or vg-request
+}
+
+// smallBody bounds what is read of the parts that must hold a short text.
+const smallBody = 1024
+
+// ReadMessage reads a message and describes it. It never fails: what
+// cannot be parsed is simply not encrypted and has no From address.
+func ReadMessage(r io.Reader) *Message {
+	m := &Message{}
+	e, err := message.Read(bufio.NewReader(r))
+	if e == nil {
+		m.NotEncrypted = fmt.Errorf("unreadable header: %w", err)
+		return m
+	}
+	h := gomail.Header{Header: e.Header}
+	m.From = fromAddress(h)
+	if s, err := h.Subject(); err == nil {
+		m.Subject = strings.TrimSpace(s)
+	} else {
+		m.Subject = strings.TrimSpace(h.Get("Subject"))
+	}
+	m.AutoSubmitted = strings.TrimSpace(h.Get("Auto-Submitted")) != ""
+	m.ContentType, _, _ = mime.ParseMediaType(h.Get("Content-Type"))
+
+	secureJoinHeader := isSecureJoinRequest(h.Get("Secure-Join"))
+	m.NotEncrypted = m.readParts(e, secureJoinHeader)
+	m.Encrypted = m.NotEncrypted == nil
+	return m
+}
+
+// readParts walks the top-level parts once, judging at the same time
+// whether the message is an encrypted message and whether it is a
+// Secure-Join request. It returns why the message is not encrypted, or nil.
+func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
+	mr := e.MultipartReader()
+	if mr == nil {
+		return errors.New("not multipart")
+	}
+	encrypted := m.ContentType == "multipart/encrypted"
+	var notEncrypted error
+	if !encrypted {
+		notEncrypted = fmt.Errorf("top-level type %s is not multipart/encrypted", m.ContentType)
+		if !secureJoinHeader {
+			return notEncrypted
+		}
+	}
+	for n := 1; ; n++ {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			switch {
+			case n == 1:
+				return errors.New("no parts")
+			case n == 2 && encrypted:
+				return errors.New("no encrypted payload part")
+			}
+			return notEncrypted
+		}
+		if err != nil {
+			m.SecureJoin = false
+			return fmt.Errorf("part %d: %w", n, err)
+		}
+		typ, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		if typ == "" {
+			typ = "text/plain" // RFC 2045, 5.2
+		}
+		if strings.HasPrefix(typ, "multipart/") {
+			m.SecureJoin = false
+			return fmt.Errorf("part %d is %s", n, typ)
+		}
+		m.SecureJoin = secureJoinHeader && n == 1 && typ == "text/plain" &&
+			isSecureJoinText(readSmall(part.Body))
+		if !encrypted {
+			continue
+		}
+		switch n {
+		case 1:
+			if typ != "application/pgp-encrypted" {
+				encrypted, notEncrypted = false, fmt.Errorf("part 1 is %s, not application/pgp-encrypted", typ)
+			} else if v := strings.TrimSpace(readSmall(part.Body)); v != "Version: 1" {
+				encrypted, notEncrypted = false, fmt.Errorf("part 1 says %.20q, not \"Version: 1\"", v)
+			}
+		case 2:
+			if typ != "application/octet-stream" {
+				encrypted, notEncrypted = false, fmt.Errorf("part 2 is %s, not application/octet-stream", typ)
+			} else if err := m.readPayload(part.Body); err != nil {
+				encrypted, notEncrypted = false, fmt.Errorf("part 2: %w", err)
+			}
+		default:
+			encrypted, notEncrypted = false, fmt.Errorf("more than two parts")
+		}
+	}
+}
+
+// readPayload checks the armored OpenPGP message of the second part.
+func (m *Message) readPayload(r io.Reader) error {
+	armor := newArmorReader(r)
+	p, err := CheckPackets(base64.NewDecoder(base64.StdEncoding, armor))
+	m.Packets, m.ArmorHeaders = p, armor.headers
+	return err
+}
+
+// readSmall returns the text of a body that should be short; a longer one
+// comes back cut, which no comparison accepts.
+func readSmall(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, smallBody+1))
+	return string(b)
+}
+
+// isSecureJoinRequest reports whether a Secure-Join header value, ignoring
+// case and surrounding space, names a request.
+func isSecureJoinRequest(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return s == "vc-request" || s == "vg-request"
+}
+
+// isSecureJoinText reports whether the text of a Secure-Join request's
+// only part says what the request is, ignoring case and surrounding space.
+func isSecureJoinText(s string) bool {
+	s = strings.ToLower(strings.TrimSpace(s))
+	return s == "secure-join: vc-request" || s == "secure-join: vg-request"
+}
+
+// fromAddress returns the single address of the From header. A header that
+// RFC 5322 parsing refuses still yields the address between its last
+// angle brackets, or the whole value when it has no space.
+func fromAddress(h gomail.Header) string {
+	if list, err := h.AddressList("From"); err == nil {
+		if len(list) == 1 {
+			return list[0].Address
+		}
+		return ""
+	}
+	v := strings.TrimSpace(h.Get("From"))
+	if i := strings.LastIndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return strings.TrimSpace(v[i+1 : i+j])
+		}
+	}
+	if strings.ContainsAny(v, " \t<>,;") {
+		return ""
+	}
+	return v
+}

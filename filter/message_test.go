@@ -1,0 +1,57 @@
+package filter_test
+
+import (
+	"bytes"
+	"testing"
+
+	"filtermail/filter"
+	"filtermail/filter/filtertest"
+)
+
+func TestFromAddress(t *testing.T) {
+	for header, want := range map[string]string{
+		"Alice <alice@chat.example.org>":             "alice@chat.example.org",
+		"alice@chat.example.org":                     "alice@chat.example.org",
+		"=?utf-8?q?Al=C3=AFce?= <alice@example.org>": "alice@example.org",
+		"broken \"quote <alice@example.org>":         "alice@example.org",
+		"a@example.org, b@example.org":               "",
+		"":                                           "",
+	} {
+		msg := filtertest.Message("From: "+header, "hi")
+		if got := filter.ReadMessage(bytes.NewReader(msg)).From; got != want {
+			t.Errorf("From: %s gave %q, want %q", header, got, want)
+		}
+	}
+}
+
+// Messages whose structure go-message refuses are not encrypted, and
+// reading them does not fail.
+func TestReadMessageMalformed(t *testing.T) {
+	for name, msg := range map[string][]byte{
+		"empty":              nil,
+		"no header end":      []byte("From: <a@b>"),
+		"bad header line":    []byte("From <a@b>\r\n\r\nhi"),
+		"unclosed multipart": filtertest.Message("From: <a@b>\nContent-Type: multipart/encrypted; boundary=x", "--x\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n"),
+		"bad base64 payload": filtertest.Encrypted("a@b", "c@d", "-----BEGIN PGP MESSAGE-----\n\n!!!!\n-----END PGP MESSAGE-----\n"),
+	} {
+		if m := filter.ReadMessage(bytes.NewReader(msg)); m.Encrypted {
+			t.Errorf("%s: passed as encrypted", name)
+		}
+	}
+}
+
+func FuzzReadMessage(f *testing.F) {
+	f.Add(filtertest.Encrypted("a@b", "c@d", filtertest.GoCryptoV6(f, []byte("x"))))
+	f.Add(filtertest.Encrypted("a@b", "c@d", filtertest.GoCryptoV4(f, []byte("x"))))
+	f.Add(filtertest.Plain("a@b", "c@d", "hi", "hello"))
+	f.Add(secureJoin("vc-request", "Secure-Join: vc-request", false))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		m := filter.ReadMessage(bytes.NewReader(msg))
+		if m.Encrypted && m.Packets.SEIPDVersion != 1 && m.Packets.SEIPDVersion != 2 {
+			t.Fatalf("encrypted with SEIPD version %d", m.Packets.SEIPDVersion)
+		}
+		if m.Encrypted && m.SecureJoin {
+			t.Fatal("both encrypted and a Secure-Join request")
+		}
+	})
+}

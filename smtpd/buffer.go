@@ -1,0 +1,84 @@
+package smtpd
+
+import "io"
+
+// Chunk sizes of a messageBuffer: small first, for the many small
+// messages, then growing up to maxChunk.
+const (
+	minChunk = 4 << 10
+	maxChunk = 256 << 10
+)
+
+// messageBuffer holds one message in chunks, so that it grows without
+// copying what it already holds: the message is in memory once.
+type messageBuffer struct {
+	chunks [][]byte
+	size   int64
+}
+
+// ReadFrom reads r to its end into the buffer.
+func (b *messageBuffer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		last := len(b.chunks) - 1
+		if last < 0 || len(b.chunks[last]) == cap(b.chunks[last]) {
+			size := minChunk
+			if last >= 0 {
+				size = min(2*cap(b.chunks[last]), maxChunk)
+			}
+			b.chunks = append(b.chunks, make([]byte, 0, size))
+			last++
+		}
+		c := b.chunks[last]
+		n, err := r.Read(c[len(c):cap(c)])
+		b.chunks[last] = c[:len(c)+n]
+		b.size += int64(n)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Len returns the number of bytes held.
+func (b *messageBuffer) Len() int64 { return b.size }
+
+// Reader returns a reader of the message from its start.
+func (b *messageBuffer) Reader() *chunkReader {
+	return &chunkReader{chunks: b.chunks}
+}
+
+// chunkReader reads a messageBuffer without changing it.
+type chunkReader struct {
+	chunks [][]byte
+	i, off int // position: chunk and offset in it
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for r.i < len(r.chunks) && r.off == len(r.chunks[r.i]) {
+		r.i, r.off = r.i+1, 0
+	}
+	if r.i == len(r.chunks) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[r.i][r.off:])
+	r.off += n
+	return n, nil
+}
+
+// WriteTo writes the rest of the message to w, chunk by chunk.
+func (r *chunkReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for ; r.i < len(r.chunks); r.i, r.off = r.i+1, 0 {
+		n, err := w.Write(r.chunks[r.i][r.off:])
+		total += int64(n)
+		if err != nil {
+			r.off += n
+			return total, err
+		}
+	}
+	return total, nil
+}

@@ -1,0 +1,84 @@
+package smtpd
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxTrackedSenders bounds the rate limiter's memory. Only senders whose
+// allowance is not full again are tracked, so reaching this bound takes
+// that many distinct senders within one refill period.
+const maxTrackedSenders = 100_000
+
+// rateLimiter gives each sender a token bucket: burst messages at once,
+// refilled at perMinute messages a minute.
+type rateLimiter struct {
+	perSecond float64
+	burst     float64
+	refill    time.Duration // time for an empty bucket to fill up
+	now       func() time.Time
+
+	mu        sync.Mutex
+	buckets   map[string]bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newRateLimiter(perMinute, burst int) *rateLimiter {
+	perSecond := float64(perMinute) / 60
+	return &rateLimiter{
+		perSecond: perSecond,
+		burst:     float64(burst),
+		refill:    time.Duration(float64(burst) / perSecond * float64(time.Second)),
+		now:       time.Now,
+		buckets:   make(map[string]bucket),
+	}
+}
+
+// Allow takes one message from sender's allowance and reports whether
+// there was one. When too many senders are tracked, a new one is refused
+// too, for a moment.
+func (l *rateLimiter) Allow(sender string) bool {
+	key := strings.ToLower(sender)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) >= l.refill {
+		l.sweep(now)
+	}
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= maxTrackedSenders {
+			return false
+		}
+		b = bucket{tokens: l.burst, at: now}
+	}
+	b.tokens = l.tokens(b, now)
+	b.at = now
+	allowed := b.tokens >= 1
+	if allowed {
+		b.tokens--
+	}
+	l.buckets[key] = b
+	return allowed
+}
+
+func (l *rateLimiter) tokens(b bucket, now time.Time) float64 {
+	return min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.perSecond)
+}
+
+// sweep forgets the senders whose bucket is full again: a new bucket would
+// be the same.
+func (l *rateLimiter) sweep(now time.Time) {
+	for k, b := range l.buckets {
+		if l.tokens(b, now) >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+	l.lastSweep = now
+}

@@ -1,0 +1,156 @@
+// Package smtpdtest provides an SMTP sink for tests: a real SMTP server on
+// the loopback interface that stands in for Postfix's reinjection port.
+package smtpdtest
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Mode is how a Sink answers messages.
+type Mode int
+
+const (
+	Accept       Mode = iota // 250 at the end of DATA
+	TempFail                 // 451 at the end of DATA
+	PermFail                 // 554 at the end of DATA
+	DropMidData              // close the connection halfway through DATA
+	RejectRcpt               // 550 for recipients whose local part is "unknown"
+)
+
+// Message is one message the sink accepted.
+type Message struct {
+	From string
+	To   []string
+	Opts smtp.MailOptions
+	Data []byte
+}
+
+// Sink is an SMTP server that records what it accepts.
+type Sink struct {
+	Port int
+
+	mu       sync.Mutex
+	mode     Mode
+	delay    time.Duration
+	messages []Message
+	server   *smtp.Server
+}
+
+// NewSink starts a sink on a free loopback port; it stops when the test ends.
+func NewSink(t testing.TB, mode Mode) *Sink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{Port: ln.Addr().(*net.TCPAddr).Port, mode: mode}
+	s.server = smtp.NewServer(s)
+	s.server.Domain = "sink.test"
+	s.server.EnableSMTPUTF8 = true
+	s.server.EnableDSN = true
+	s.server.MaxLineLength = 0
+	s.server.ErrorLog = nopLogger{}
+	go s.server.Serve(ln)
+	t.Cleanup(func() { s.server.Close() })
+	return s
+}
+
+// Addr returns the sink's host:port.
+func (s *Sink) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// SetMode changes how the sink answers from now on.
+func (s *Sink) SetMode(m Mode) {
+	s.mu.Lock()
+	s.mode = m
+	s.mu.Unlock()
+}
+
+// SetDelay makes the sink wait d before answering the end of DATA.
+func (s *Sink) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
+	s.mu.Unlock()
+}
+
+// Messages returns what the sink accepted so far.
+func (s *Sink) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages...)
+}
+
+// Close stops the sink; later connections are refused.
+func (s *Sink) Close() { s.server.Close() }
+
+func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &sinkSession{sink: s, conn: c}, nil
+}
+
+func (s *Sink) current() (Mode, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode, s.delay
+}
+
+type sinkSession struct {
+	sink *Sink
+	conn *smtp.Conn
+	msg  Message
+}
+
+func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
+	ss.msg = Message{From: from}
+	if opts != nil {
+		ss.msg.Opts = *opts
+	}
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if mode, _ := ss.sink.current(); mode == RejectRcpt && len(to) > 8 && to[:8] == "unknown@" {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+	}
+	ss.msg.To = append(ss.msg.To, to)
+	return nil
+}
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	mode, delay := ss.sink.current()
+	if mode == DropMidData {
+		io.ReadFull(r, make([]byte, 10))
+		ss.conn.Conn().Close()
+		return errors.New("dropped")
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	time.Sleep(delay)
+	switch mode {
+	case TempFail:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Sink is busy"}
+	case PermFail:
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sink refuses this"}
+	}
+	ss.msg.Data = data
+	ss.sink.mu.Lock()
+	ss.sink.messages = append(ss.sink.messages, ss.msg)
+	ss.sink.mu.Unlock()
+	return nil
+}
+
+func (ss *sinkSession) Reset()        { ss.msg = Message{} }
+func (ss *sinkSession) Logout() error { return nil }
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+func (nopLogger) Println(...any)        {}
