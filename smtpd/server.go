@@ -84,7 +84,7 @@ func New(c *config.Config, dir Direction, logger *log.Logger) *Server {
 	srv.MaxLineLength = 0 // body lines of any length; commands are bounded by paramConn
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true // accept RET and ENVID on MAIL FROM
-	srv.ErrorLog = logger
+	srv.ErrorLog = privateLogger{logger}
 	s.smtp = srv
 	return s
 }

@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg *config.Config, dir smtpd.Direction, logger 
 	srv := smtpd.New(cfg, dir, logger)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	logger.Printf("%s filter listening on %s", dir.Title(), ln.Addr())
+	logger.Printf("%s filter listening on port %d.", dir.Title(), port)
 
 	select {
 	case err := <-done:

@@ -18,11 +18,11 @@ import (
 type Mode int
 
 const (
-	Accept       Mode = iota // 250 at the end of DATA
-	TempFail                 // 451 at the end of DATA
-	PermFail                 // 554 at the end of DATA
-	DropMidData              // close the connection halfway through DATA
-	RejectRcpt               // 550 for recipients whose local part is "unknown"
+	Accept      Mode = iota // 250 at the end of DATA
+	TempFail                // 451 at the end of DATA
+	PermFail                // 554 at the end of DATA
+	DropMidData             // close the connection halfway through DATA
+	RejectRcpt              // 550 for recipients whose local part is "unknown"
 )
 
 // Message is one message the sink accepted.
@@ -42,6 +42,7 @@ type Sink struct {
 	delay    time.Duration
 	messages []Message
 	server   *smtp.Server
+	ln       net.Listener
 }
 
 // NewSink starts a sink on a free loopback port; it stops when the test ends.
@@ -51,7 +52,7 @@ func NewSink(t testing.TB, mode Mode) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Sink{Port: ln.Addr().(*net.TCPAddr).Port, mode: mode}
+	s := &Sink{Port: ln.Addr().(*net.TCPAddr).Port, mode: mode, ln: ln}
 	s.server = smtp.NewServer(s)
 	s.server.Domain = "sink.test"
 	s.server.EnableSMTPUTF8 = true
@@ -59,7 +60,7 @@ func NewSink(t testing.TB, mode Mode) *Sink {
 	s.server.MaxLineLength = 0
 	s.server.ErrorLog = nopLogger{}
 	go s.server.Serve(ln)
-	t.Cleanup(func() { s.server.Close() })
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -88,7 +89,10 @@ func (s *Sink) Messages() []Message {
 }
 
 // Close stops the sink; later connections are refused.
-func (s *Sink) Close() { s.server.Close() }
+func (s *Sink) Close() {
+	s.ln.Close()
+	s.server.Close()
+}
 
 func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return &sinkSession{sink: s, conn: c}, nil

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"filtermail/smtpd/smtpdtest"
+)
+
+// binary is the filtermail binary under test, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "filtermail-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "filtermail")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building filtermail: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running filtermail process.
+type daemon struct {
+	t       *testing.T
+	port    int
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+	exited  chan struct{}
+	mailDir string
+}
+
+func (d *daemon) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.Write(p)
+}
+
+// Log returns what the daemon wrote to stderr so far.
+func (d *daemon) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startDaemon runs filtermail in mode with a config whose ports are free,
+// reinjecting into sink, plus the extra [params] lines given.
+func startDaemon(t *testing.T, mode string, sinkPort int, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, port: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
+	portKey, reinjectKey := "filtermail_smtp_port", "postfix_reinject_port"
+	if mode == "incoming" {
+		portKey, reinjectKey = portKey+"_incoming", reinjectKey+"_incoming"
+	}
+	ini := fmt.Sprintf("[params]\nmail_domain = chat.example.org\n%s = %d\n%s = %d\nmailboxes_dir = %s\n%s\n",
+		portKey, d.port, reinjectKey, sinkPort, d.mailDir, strings.Join(extra, "\n"))
+	path := filepath.Join(t.TempDir(), "chatmail.ini")
+	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(binary, path, mode)
+	d.cmd.Stderr = d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("filtermail log:\n%s", d.Log())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", d.addr())
+		if err == nil {
+			c.Close()
+			return d
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("filtermail exited: %s", d.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filtermail did not listen: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *daemon) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)) }
+
+// mark makes addr a user who refuses incoming cleartext.
+func (d *daemon) mark(addr string) {
+	dir := filepath.Join(d.mailDir, addr)
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "enforceE2EEincoming"), nil, 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// client is a raw SMTP client that returns every reply as its exact text.
+type client struct {
+	t    *testing.T
+	conn net.Conn
+	text *textproto.Conn
+}
+
+func dial(t *testing.T, d *daemon) *client {
+	t.Helper()
+	conn, err := net.Dial("tcp", d.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, conn: conn, text: textproto.NewConn(conn)}
+	t.Cleanup(func() { c.text.Close() })
+	if reply := c.reply(); !strings.HasPrefix(reply, "220 ") {
+		t.Fatalf("greeting %q", reply)
+	}
+	c.cmd("EHLO client.test")
+	return c
+}
+
+func (c *client) reply() string {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	code, msg, err := c.text.ReadResponse(0)
+	if err != nil && code == 0 {
+		c.t.Fatalf("reading reply: %v", err)
+	}
+	lines := strings.Split(msg, "\n")
+	return fmt.Sprintf("%d %s", code, lines[len(lines)-1])
+}
+
+// cmd sends one command line and returns the reply.
+func (c *client) cmd(line string) string {
+	c.t.Helper()
+	if err := c.text.PrintfLine("%s", line); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.reply()
+}
+
+// data sends DATA and the message and returns the final reply.
+func (c *client) data(msg []byte) string {
+	c.t.Helper()
+	if reply := c.cmd("DATA"); !strings.HasPrefix(reply, "354 ") {
+		return reply
+	}
+	w := c.text.DotWriter()
+	w.Write(msg)
+	w.Close()
+	return c.reply()
+}
+
+// send runs one transaction and returns the reply to its end of data, or
+// the first refusal before it.
+func (c *client) send(from string, to []string, msg []byte) string {
+	c.t.Helper()
+	if reply := c.cmd("MAIL FROM:<" + from + ">"); !strings.HasPrefix(reply, "250 ") {
+		return reply
+	}
+	for _, rcpt := range to {
+		if reply := c.cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(reply, "250 ") {
+			return reply
+		}
+	}
+	return c.data(msg)
+}
+
+// wantReply fails the test unless got is want, or starts with want+" ".
+func wantReply(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want && !strings.HasPrefix(got, want+" ") {
+		t.Errorf("%s: reply %q, want %q", what, got, want)
+	}
+}
+
+func newSink(t *testing.T, mode smtpdtest.Mode) *smtpdtest.Sink {
+	return smtpdtest.NewSink(t, mode)
+}

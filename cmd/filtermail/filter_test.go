@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
+)
+
+const (
+	alice = "alice@chat.example.org"
+	bob   = "bob@example.net"
+)
+
+const encryptionNeeded = "523 Encryption Needed: Invalid Unencrypted Mail"
+
+// wantDelivered fails unless the sink holds exactly the given messages,
+// byte for byte, with their envelopes.
+func wantDelivered(t *testing.T, sink *smtpdtest.Sink, want ...smtpdtest.Message) {
+	t.Helper()
+	got := sink.Messages()
+	if len(got) != len(want) {
+		t.Fatalf("sink got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].From != want[i].From || strings.Join(got[i].To, ",") != strings.Join(want[i].To, ",") {
+			t.Errorf("message %d: envelope %s -> %v, want %s -> %v", i, got[i].From, got[i].To, want[i].From, want[i].To)
+		}
+		if !bytes.Equal(got[i].Data, want[i].Data) {
+			t.Errorf("message %d: sink got other bytes (%d, want %d)", i, len(got[i].Data), len(want[i].Data))
+		}
+	}
+}
+
+func TestOutgoing(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port, "passthrough_recipients = echo@chat.example.org")
+	c := dial(t, d)
+
+	v6 := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
+	wantReply(t, "encrypted", c.send(alice, []string{bob, "carol@example.com"}, v6), "250")
+	cleartext := filtertest.Plain(alice, bob, "hi", "hello")
+	wantReply(t, "cleartext", c.send(alice, []string{bob}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to passthrough", c.send(alice, []string{"echo@chat.example.org"}, cleartext), "250")
+	forged := filtertest.Encrypted("mallory@chat.example.org", bob, filtertest.GoCryptoV4(t, []byte("hi")))
+	wantReply(t, "forged From", c.send(alice, []string{bob}, forged),
+		"500 Invalid FROM <mallory@chat.example.org> for <alice@chat.example.org>")
+	wantReply(t, "null sender", c.cmd("MAIL FROM:<>"), "500 Invalid from address <>")
+
+	wantDelivered(t, sink,
+		smtpdtest.Message{From: alice, To: []string{bob, "carol@example.com"}, Data: v6},
+		smtpdtest.Message{From: alice, To: []string{"echo@chat.example.org"}, Data: cleartext})
+
+	log := d.Log()
+	for _, line := range []string{
+		"Outgoing: Filtering encrypted mail.\n",
+		"Outgoing: Filtering unencrypted mail.\n",
+		"Rejected unencrypted mail.\n",
+	} {
+		if !strings.Contains(log, line) {
+			t.Errorf("log lacks %q", line)
+		}
+	}
+	if client := c.conn.LocalAddr().String(); strings.Contains(log, client) {
+		t.Errorf("log holds the client's address %s", client)
+	}
+}
+
+func TestIncoming(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "incoming", sink.Port)
+	strict := "strict@chat.example.org"
+	d.mark(strict)
+	c := dial(t, d)
+
+	// Incoming mail may carry armor headers.
+	armored := filtertest.GoCryptoV4(t, []byte("hello"))
+	begin, rest, _ := strings.Cut(armored, "\n")
+	encrypted := filtertest.Encrypted(bob, strict, begin+"\nVersion: Some Client 1.0\n"+rest)
+	wantReply(t, "encrypted to strict user", c.send(bob, []string{strict}, encrypted), "250")
+	cleartext := filtertest.Plain(bob, strict, "hi", "hello")
+	wantReply(t, "cleartext to strict user", c.send(bob, []string{strict}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to strict and relaxed", c.send(bob, []string{alice, strict}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to relaxed user", c.send(bob, []string{alice}, cleartext), "250")
+	wantReply(t, "unsafe address", c.send(bob, []string{"../x@chat.example.org"}, cleartext), encryptionNeeded)
+	// No sender checks incoming: the null sender and any From pass.
+	wantReply(t, "null sender", c.send("", []string{alice}, cleartext), "250")
+
+	wantDelivered(t, sink,
+		smtpdtest.Message{From: bob, To: []string{strict}, Data: encrypted},
+		smtpdtest.Message{From: bob, To: []string{alice}, Data: cleartext},
+		smtpdtest.Message{From: "", To: []string{alice}, Data: cleartext})
+	for _, line := range []string{"Incoming: Filtering encrypted mail.\n", "Incoming: Filtering unencrypted mail.\n", "Rejected unencrypted mail.\n"} {
+		if !strings.Contains(d.Log(), line) {
+			t.Errorf("log lacks %q", line)
+		}
+	}
+}
+
+func TestParameters(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port)
+	c := dial(t, d)
+	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
+
+	wantReply(t, "MAIL FROM with parameters",
+		c.cmd("MAIL FROM:<"+alice+"> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159 AUTH=<>"), "250")
+	rcpts := []string{
+		"<a@example.net> ORCPT=rfc822;a@example.net",
+		"<b@example.net> NOTIFY=DELAY,FAILURE",
+		"<c@example.net> NOTIFY=NEVER",
+		"<d@example.net> X-ANYTHING=1",
+		"<e@example.net> NOTIFY=garbage",
+		"<f@example.net> NOTIFY=SUCCESS,DELAY,FAILURE ORCPT=rfc822;f@example.net",
+		"<g@example.net> ORCPT=malformed =broken= X",
+	}
+	var to []string
+	for _, r := range rcpts {
+		wantReply(t, "RCPT TO:"+r, c.cmd("RCPT TO:"+r), "250")
+		to = append(to, r[1:strings.IndexByte(r, '>')])
+	}
+	wantReply(t, "DATA", c.data(msg), "250")
+	wantDelivered(t, sink, smtpdtest.Message{From: alice, To: to, Data: msg})
+	if got := sink.Messages()[0].Opts; got.Body != "8BITMIME" || got.Return != "HDRS" || got.EnvelopeID != "QQ314159" {
+		t.Errorf("MAIL FROM parameters not passed on: %+v", got)
+	}
+}
+
+// Message content that looks like commands, dot lines and long lines passes
+// through unchanged.
+func TestContentUnchanged(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port, "passthrough_recipients = @example.net")
+	c := dial(t, d)
+	body := strings.Join([]string{
+		".", "..", ".hidden", " .", "RCPT TO:<x@example.net> NOTIFY=NEVER", "DATA", "BDAT 5 LAST",
+		"a\r\r", ". ", strings.Repeat("x", 5000), "\u00e9t\u00e9", "",
+	}, "\r\n")
+	msg := filtertest.Message("From: <"+alice+">\nTo: <"+bob+">\nSubject: dots", body)
+	wantReply(t, "tricky content", c.send(alice, []string{bob}, msg), "250")
+	wantReply(t, "next transaction", c.send(alice, []string{bob}, msg), "250")
+	wantDelivered(t, sink,
+		smtpdtest.Message{From: alice, To: []string{bob}, Data: msg},
+		smtpdtest.Message{From: alice, To: []string{bob}, Data: msg})
+}
+
+func TestRateLimit(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port, "max_user_send_per_minute = 1", "max_user_send_burst_size = 3")
+	c := dial(t, d)
+	for i := 0; i < 3; i++ {
+		wantReply(t, "within burst", c.cmd("MAIL FROM:<"+alice+">"), "250")
+		c.cmd("RSET")
+	}
+	wantReply(t, "over the rate", c.cmd("MAIL FROM:<"+alice+">"), "450 4.7.1: Too much mail from <alice@chat.example.org>")
+	wantReply(t, "other sender", c.cmd("MAIL FROM:<carol@chat.example.org>"), "250")
+}
+
+func TestSizeLimit(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port, "max_message_size = 20000")
+	c := dial(t, d)
+	small := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
+	large := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, bytes.Repeat([]byte("0123456789"), 5000)))
+	wantReply(t, "too large", c.send(alice, []string{bob}, large), "552")
+	wantReply(t, "SIZE too large", c.cmd("MAIL FROM:<"+alice+"> SIZE=30000"), "552")
+	wantReply(t, "small after large", c.send(alice, []string{bob}, small), "250")
+	wantDelivered(t, sink, smtpdtest.Message{From: alice, To: []string{bob}, Data: small})
+}
+
+func TestReinjectionFaults(t *testing.T) {
+	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, bytes.Repeat([]byte("x"), 100000)))
+	tests := []struct {
+		name string
+		mode smtpdtest.Mode
+		to   []string
+		want string
+	}{
+		{"Postfix answers 451", smtpdtest.TempFail, []string{bob}, "451 4.3.0 Sink is busy"},
+		{"Postfix answers 554", smtpdtest.PermFail, []string{bob}, "554 5.7.1 Sink refuses this"},
+		{"Postfix drops the connection in DATA", smtpdtest.DropMidData, []string{bob}, "451 4.4.2"},
+		{"Postfix refuses one recipient", smtpdtest.RejectRcpt, []string{bob, "unknown@example.net"}, "550 5.1.1 User unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := newSink(t, tt.mode)
+			d := startDaemon(t, "outgoing", sink.Port)
+			c := dial(t, d)
+			wantReply(t, tt.name, c.send(alice, tt.to, msg), tt.want)
+			wantDelivered(t, sink)
+			sink.SetMode(smtpdtest.Accept)
+			wantReply(t, "retry", c.send(alice, tt.to[:1], msg), "250")
+		})
+	}
+	t.Run("Postfix down", func(t *testing.T) {
+		sink := newSink(t, smtpdtest.Accept)
+		sink.Close()
+		d := startDaemon(t, "incoming", sink.Port)
+		c := dial(t, d)
+		wantReply(t, "sink down", c.send(bob, []string{alice}, msg), "451 4.4.1")
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	port := freePort(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(text), 0o644)
+		return path
+	}
+	good := write("good.ini", "[params]\nmail_domain = x\nfiltermail_smtp_port = "+itoa(port)+"\n")
+	tests := []struct {
+		name, want string
+		args       []string
+	}{
+		{"no arguments", "usage:", nil},
+		{"unknown mode", `unknown mode "sideways"`, []string{good, "sideways"}},
+		{"missing config", "missing.ini", []string{filepath.Join(dir, "missing.ini"), "outgoing"}},
+		{"no mail_domain", "mail_domain is required", []string{write("a.ini", "[params]\n"), "outgoing"}},
+		{"not a number", "filtermail_smtp_port: \"ten\" is not a number",
+			[]string{write("b.ini", "[params]\nmail_domain = x\nfiltermail_smtp_port = ten\n"), "outgoing"}},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(binary, tt.args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		exit, _ := err.(*exec.ExitError)
+		if exit == nil || exit.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit code 2", tt.name, err)
+		}
+		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s: stderr %q, want one line saying %q", tt.name, stderr.String(), tt.want)
+		}
+	}
+	// Nothing was bound.
+	ln, err := net.Listen("tcp", "127.0.0.1:"+itoa(port))
+	if err != nil {
+		t.Fatalf("port taken after failed starts: %v", err)
+	}
+	ln.Close()
+}
+
+func TestSIGTERMExitsZero(t *testing.T) {
+	sink := newSink(t, smtpdtest.Accept)
+	d := startDaemon(t, "outgoing", sink.Port)
+	d.cmd.Process.Signal(os.Interrupt)
+	<-d.exited
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGINT", code)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

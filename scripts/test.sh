@@ -1,0 +1,17 @@
+#!/bin/sh
+# Runs every test of filtermail. Installs the tools the tests use (GnuPG,
+# Sequoia) with apt-get when they are missing; needs root for that.
+set -eu
+cd "$(dirname "$0")/.."
+
+missing=""
+command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
+command -v sq >/dev/null 2>&1 || missing="$missing sq"
+if [ -n "$missing" ]; then
+	echo "Installing:$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+go vet ./...
+go test -count=1 ./...
