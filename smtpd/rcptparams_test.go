@@ -7,16 +7,16 @@ import (
 
 func TestStripRcptParams(t *testing.T) {
 	for in, want := range map[string]string{
-		"RCPT TO:<a@b> ORCPT=rfc822;a@b\r\n":                   "RCPT TO:<a@b>\r\n",
-		"rcpt to:<a@b> NOTIFY=DELAY,FAILURE\r\n":               "rcpt to:<a@b>\r\n",
-		"RCPT TO: <a@b> NOTIFY=garbage X-ANYTHING=1\n":         "RCPT TO:<a@b>\r\n",
-		"RCPT TO:<\"odd> name\"@b> NOTIFY=NEVER\r\n":           "RCPT TO:<\"odd> name\"@b>\r\n",
-		"RCPT TO:<\"esc\\\"> x\"@b> NOTIFY=NEVER\r\n":          "RCPT TO:<\"esc\\\"> x\"@b>\r\n",
-		"RCPT TO:a@b NOTIFY=NEVER\r\n":                         "RCPT TO:a@b\r\n",
-		"RCPT TO:<a@b>\r\n":                                    "RCPT TO:<a@b>\r\n",
-		"RCPT TO:<a@b\r\n":                                     "RCPT TO:<a@b\r\n", // left for go-smtp to refuse
-		"RCPT FROM:<a@b> X=1\r\n":                              "RCPT FROM:<a@b> X=1\r\n",
-		"RCPT TO:<@relay.example:a@b> NOTIFY=SUCCESS\r\n":      "RCPT TO:<@relay.example:a@b>\r\n",
+		"RCPT TO:<a@b> ORCPT=rfc822;a@b\r\n":                    "RCPT TO:<a@b>\r\n",
+		"rcpt to:<a@b> NOTIFY=DELAY,FAILURE\r\n":                "rcpt to:<a@b>\r\n",
+		"RCPT TO: <a@b> NOTIFY=garbage X-ANYTHING=1\n":          "RCPT TO:<a@b>\r\n",
+		"RCPT TO:<\"odd> name\"@b> NOTIFY=NEVER\r\n":            "RCPT TO:<\"odd> name\"@b>\r\n",
+		"RCPT TO:<\"esc\\\"> x\"@b> NOTIFY=NEVER\r\n":           "RCPT TO:<\"esc\\\"> x\"@b>\r\n",
+		"RCPT TO:a@b NOTIFY=NEVER\r\n":                          "RCPT TO:a@b\r\n",
+		"RCPT TO:<a@b>\r\n":                                     "RCPT TO:<a@b>\r\n",
+		"RCPT TO:<a@b\r\n":                                      "RCPT TO:<a@b\r\n", // left for go-smtp to refuse
+		"RCPT FROM:<a@b> X=1\r\n":                               "RCPT FROM:<a@b> X=1\r\n",
+		"RCPT TO:<@relay.example:a@b> NOTIFY=SUCCESS\r\n":       "RCPT TO:<@relay.example:a@b>\r\n",
 		"RCPT TO:<a@b> ORCPT=rfc822;=22weird=22@b RET=HDRS\r\n": "RCPT TO:<a@b>\r\n",
 	} {
 		if got := string(stripRcptParams([]byte(in))); got != want {
@@ -27,12 +27,12 @@ func TestStripRcptParams(t *testing.T) {
 
 func TestDataEnd(t *testing.T) {
 	for body, want := range map[string]int{
-		".\r\n":                 3,
-		"a\r\n.\r\nRSET\r\n":    6,
-		"a\r\n..\r\n.\r\n":      10,
-		"a\n.\nb\r\n.\r\nX":     10, // bare LF does not start a line
-		"a\r\r\n.\r\n":          -1, // as go-smtp's reader sees it
-		"a\r\n.b\r\n":           -1,
+		".\r\n":                3,
+		"a\r\n.\r\nRSET\r\n":   6,
+		"a\r\n..\r\n.\r\n":     10,
+		"a\n.\nb\r\n.\r\nX":    10, // bare LF does not start a line
+		"a\r\r\n.\r\n":         -1, // as go-smtp's reader sees it
+		"a\r\n.b\r\n":          -1,
 		"RCPT TO:<x> NOTIFY=1": -1,
 	} {
 		var d dataEnd

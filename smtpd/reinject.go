@@ -67,6 +67,15 @@ func (r *reinjector) send(ctx context.Context, from string, opts *smtp.MailOptio
 	if err := c.Hello("localhost"); err != nil {
 		return &reinjectError{errReinjectUnreachable, fmt.Errorf("greeting: %w", err)}
 	}
+	if opts != nil && opts.UTF8 {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			// Postfix answers for addresses it cannot take; an ASCII
+			// envelope goes through without the flag.
+			o := *opts
+			o.UTF8 = false
+			opts = &o
+		}
+	}
 	if err := c.Mail(from, opts); err != nil {
 		return transactionError("MAIL", err)
 	}

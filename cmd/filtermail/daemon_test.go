@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 
 // daemon is a running filtermail process.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	port    int
 	cmd     *exec.Cmd
 	mu      sync.Mutex
@@ -60,7 +60,7 @@ func (d *daemon) Log() string {
 	return d.stderr.String()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +72,7 @@ func freePort(t *testing.T) int {
 
 // startDaemon runs filtermail in mode with a config whose ports are free,
 // reinjecting into sink, plus the extra [params] lines given.
-func startDaemon(t *testing.T, mode string, sinkPort int, extra ...string) *daemon {
+func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, port: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
 	portKey, reinjectKey := "filtermail_smtp_port", "postfix_reinject_port"
@@ -133,14 +133,20 @@ func (d *daemon) mark(addr string) {
 
 // client is a raw SMTP client that returns every reply as its exact text.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	text *textproto.Conn
 }
 
-func dial(t *testing.T, d *daemon) *client {
+func dial(t testing.TB, d *daemon) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", d.addr())
+	return dialPort(t, d.port)
+}
+
+// dialPort opens a raw SMTP session with the server on port.
+func dialPort(t testing.TB, port int) *client {
+	t.Helper()
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
