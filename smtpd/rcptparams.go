@@ -44,6 +44,7 @@ type paramConn struct {
 	chunk uint64  // bytes of the BDAT chunk still to come
 
 	accepted atomic.Bool // a 354 reply was written
+	buf      [4096]byte
 }
 
 const (
@@ -75,9 +76,8 @@ func (c *paramConn) Read(p []byte) (int, error) {
 			c.out, c.in = append(c.out, c.in...), nil
 			break
 		}
-		buf := make([]byte, 4096)
-		n, err := c.Conn.Read(buf)
-		c.in = append(c.in, buf[:n]...)
+		n, err := c.Conn.Read(c.buf[:])
+		c.in = append(c.in, c.buf[:n]...)
 		c.err = err
 	}
 	n := copy(p, c.out)

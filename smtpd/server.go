@@ -55,7 +55,6 @@ type Server struct {
 	reinject reinjector
 	log      *log.Logger
 	smtp     *smtp.Server
-	ctx      context.Context // for reinjection; never cancelled
 }
 
 // New returns the filter for one direction, configured by c, logging to
@@ -65,7 +64,6 @@ func New(c *config.Config, dir Direction, logger *log.Logger) *Server {
 		dir:    dir,
 		policy: filter.NewPolicy(c),
 		log:    logger,
-		ctx:    context.Background(),
 	}
 	port := c.ReinjectPort
 	if dir == Incoming {

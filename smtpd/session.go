@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -103,7 +104,8 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 		o.Size = msg.Len()
 		opts = &o
 	}
-	err := s.reinject.send(s.ctx, from, opts, to, msg.Reader())
+	// Reinjection is not cancelled on shutdown: mail in flight is finished.
+	err := s.reinject.send(context.Background(), from, opts, to, msg.Reader())
 	var rerr *reinjectError
 	if errors.As(err, &rerr) {
 		s.log.Printf("%s: Reinjection failed: %v", s.dir.Title(), rerr.Err)
