@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -39,7 +38,6 @@ type Sink struct {
 
 	mu       sync.Mutex
 	mode     Mode
-	delay    time.Duration
 	messages []Message
 	server   *smtp.Server
 	ln       net.Listener
@@ -74,13 +72,6 @@ func (s *Sink) SetMode(m Mode) {
 	s.mu.Unlock()
 }
 
-// SetDelay makes the sink wait d before answering the end of DATA.
-func (s *Sink) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	s.delay = d
-	s.mu.Unlock()
-}
-
 // Messages returns what the sink accepted so far.
 func (s *Sink) Messages() []Message {
 	s.mu.Lock()
@@ -98,10 +89,10 @@ func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return &sinkSession{sink: s, conn: c}, nil
 }
 
-func (s *Sink) current() (Mode, time.Duration) {
+func (s *Sink) current() Mode {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.mode, s.delay
+	return s.mode
 }
 
 type sinkSession struct {
@@ -119,7 +110,7 @@ func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if mode, _ := ss.sink.current(); mode == RejectRcpt && len(to) > 8 && to[:8] == "unknown@" {
+	if ss.sink.current() == RejectRcpt && len(to) > 8 && to[:8] == "unknown@" {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	}
 	ss.msg.To = append(ss.msg.To, to)
@@ -127,7 +118,7 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *sinkSession) Data(r io.Reader) error {
-	mode, delay := ss.sink.current()
+	mode := ss.sink.current()
 	if mode == DropMidData {
 		io.ReadFull(r, make([]byte, 10))
 		ss.conn.Conn().Close()
@@ -137,7 +128,6 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(delay)
 	switch mode {
 	case TempFail:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Sink is busy"}
