@@ -103,6 +103,9 @@ func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
 		m.SecureJoin = secureJoinHeader && n == 1 && typ == "text/plain" &&
 			isSecureJoinText(readSmall(part.Body))
 		if !encrypted {
+			if n >= 2 {
+				return notEncrypted // a second part settles Secure-Join too
+			}
 			continue
 		}
 		switch n {
