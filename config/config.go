@@ -32,7 +32,13 @@ type Config struct {
 	// enforceE2EEincoming in it marks a user who refuses cleartext.
 	MailboxesDir string
 
-	Languages []string
+	// Languages are the codes of the page languages, in the order the
+	// pages show them; AllLanguages means every language the page sources
+	// have, and Languages is then empty.
+	Languages    []string
+	AllLanguages bool
+	// WWWFolder holds the operator's own page sources; empty means the
+	// bundled pages.
 	WWWFolder string
 
 	// Params holds every key of [params] as written in the file, including
@@ -65,7 +71,6 @@ func fromParams(p map[string]string) (*Config, error) {
 		PassthroughSenders:    strings.Fields(p["passthrough_senders"]),
 		PassthroughRecipients: strings.Fields(p["passthrough_recipients"]),
 		MailboxesDir:          p["mailboxes_dir"],
-		Languages:             strings.Fields(strings.ToUpper(p["languages"])),
 		WWWFolder:             p["www_folder"],
 		Params:                p,
 	}
@@ -75,8 +80,10 @@ func fromParams(p map[string]string) (*Config, error) {
 	if c.MailboxesDir == "" {
 		c.MailboxesDir = "/home/vmail/mail/" + c.MailDomain
 	}
-	if len(c.Languages) == 0 {
-		c.Languages = []string{"EN"}
+	var err error
+	c.Languages, c.AllLanguages, err = parseLanguages(p["languages"])
+	if err != nil {
+		return nil, err
 	}
 
 	ints := []struct {

@@ -93,6 +93,9 @@ func TestLoadErrors(t *testing.T) {
 		{"negative http port", "[params]\nmail_domain = x\nfiltermail_http_port = -1\n", "filtermail_http_port: -1 is below"},
 		{"key outside a section", "mail_domain = x\n", "line 1: key outside"},
 		{"garbage line", "[params]\nmail_domain = x\njust words\n", "line 3"},
+		{"unknown language", "[params]\nmail_domain = x\nlanguages = EN XX\n", `languages: unknown language code "XX"`},
+		{"ALL with others", "[params]\nmail_domain = x\nlanguages = EN ALL\n", "languages: ALL stands alone"},
+		{"language twice", "[params]\nmail_domain = x\nlanguages = EN de DE\n", "languages: DE is listed twice"},
 	}
 	for _, tt := range tests {
 		path := writeIni(t, tt.ini)
@@ -113,6 +116,36 @@ func TestHTTPPortOff(t *testing.T) {
 	}
 	if c.HTTPPort != 0 || !reflect.DeepEqual(c.Languages, []string{"EN", "RU"}) {
 		t.Errorf("HTTPPort %d, Languages %v", c.HTTPPort, c.Languages)
+	}
+}
+
+func TestLanguages(t *testing.T) {
+	tests := []struct {
+		value string
+		want  []string
+		all   bool
+	}{
+		{"", []string{"EN"}, false},
+		{"de", []string{"DE"}, false},
+		{"RU  en\tDE", []string{"RU", "EN", "DE"}, false},
+		{"ALL", nil, true},
+		{"all", nil, true},
+	}
+	for _, tt := range tests {
+		c, err := Load(writeIni(t, "[params]\nmail_domain = x\nlanguages = "+tt.value+"\n"))
+		if err != nil {
+			t.Errorf("languages = %s: %v", tt.value, err)
+			continue
+		}
+		if !reflect.DeepEqual(c.Languages, tt.want) || c.AllLanguages != tt.all {
+			t.Errorf("languages = %s: got %v all=%v, want %v all=%v", tt.value, c.Languages, c.AllLanguages, tt.want, tt.all)
+		}
+	}
+	if l, ok := LookupLanguage("ru"); !ok || l.Name != "Русский" || l.Tag() != "ru" || l.RTL {
+		t.Errorf("LookupLanguage(ru) = %+v, %v", l, ok)
+	}
+	if l, ok := LookupLanguage("FA"); !ok || !l.RTL {
+		t.Errorf("LookupLanguage(FA) = %+v, %v", l, ok)
 	}
 }
 

@@ -38,9 +38,11 @@ func TestMain(m *testing.M) {
 
 // daemon is a running filtermail process.
 type daemon struct {
-	t       testing.TB
-	port    int
-	cmd     *exec.Cmd
+	t        testing.TB
+	port     int
+	httpPort int
+	iniPath  string
+	cmd      *exec.Cmd
 	mu      sync.Mutex
 	stderr  bytes.Buffer
 	exited  chan struct{}
@@ -74,18 +76,18 @@ func freePort(t testing.TB) int {
 // reinjecting into sink, plus the extra [params] lines given.
 func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, port: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
-	portKey, reinjectKey := "filtermail_smtp_port", "postfix_reinject_port"
+	d := &daemon{t: t, port: freePort(t), httpPort: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
+	portKey, reinjectKey, httpKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port"
 	if mode == "incoming" {
-		portKey, reinjectKey = portKey+"_incoming", reinjectKey+"_incoming"
+		portKey, reinjectKey, httpKey = portKey+"_incoming", reinjectKey+"_incoming", httpKey+"_incoming"
 	}
-	ini := fmt.Sprintf("[params]\nmail_domain = chat.example.org\n%s = %d\n%s = %d\nmailboxes_dir = %s\n%s\n",
-		portKey, d.port, reinjectKey, sinkPort, d.mailDir, strings.Join(extra, "\n"))
-	path := filepath.Join(t.TempDir(), "chatmail.ini")
-	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
+	ini := fmt.Sprintf("[params]\nmail_domain = chat.example.org\n%s = %d\n%s = %d\n%s = %d\nmailboxes_dir = %s\n%s\n",
+		portKey, d.port, reinjectKey, sinkPort, httpKey, d.httpPort, d.mailDir, strings.Join(extra, "\n"))
+	d.iniPath = filepath.Join(t.TempDir(), "chatmail.ini")
+	if err := os.WriteFile(d.iniPath, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(binary, path, mode)
+	d.cmd = exec.Command(binary, d.iniPath, mode)
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

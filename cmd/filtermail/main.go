@@ -1,8 +1,10 @@
 // Command filtermail is the chatmail relay's filter daemon: it refuses mail
-// that is not end-to-end encrypted and hands the rest back to Postfix.
+// that is not end-to-end encrypted and hands the rest back to Postfix. A
+// side HTTP listener serves the relay's policy pages.
 //
 //	filtermail CONFIG outgoing
 //	filtermail CONFIG incoming
+//	filtermail render CONFIG DIR
 package main
 
 import (
@@ -11,13 +13,17 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
 	"filtermail/config"
+	"filtermail/policypages"
 	"filtermail/smtpd"
 )
 
@@ -25,7 +31,7 @@ import (
 // transactions in flight.
 const drainTimeout = 100 * time.Second
 
-const usage = "usage: filtermail CONFIG outgoing|incoming, or filtermail --version"
+const usage = "usage: filtermail CONFIG outgoing|incoming, filtermail render CONFIG DIR, or filtermail --version"
 
 // usageError is an error in the command line or the config: exit code 2,
 // before anything is bound.
@@ -52,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "filtermail", version())
 		return nil
 	}
+	logger := log.New(stderr, "", 0)
+	if len(args) == 3 && args[0] == "render" {
+		return render(args[1], args[2], logger)
+	}
 	if len(args) != 2 {
 		return usageError{errors.New(usage)}
 	}
@@ -68,33 +78,70 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	return serve(ctx, cfg, dir, log.New(stderr, "", 0))
+	site, err := renderPages(cfg, logger)
+	if err != nil {
+		return usageError{err}
+	}
+	return serve(ctx, args[0], cfg, site, dir, logger)
 }
 
-// serve runs one filter until ctx is done, then lets the transactions in
-// flight finish.
-func serve(ctx context.Context, cfg *config.Config, dir smtpd.Direction, logger *log.Logger) error {
-	port := cfg.SMTPPort
+// serve runs one filter and its side HTTP listener until ctx is done, then
+// lets the transactions in flight finish. SIGHUP renders the pages again
+// from the config at cfgPath.
+func serve(ctx context.Context, cfgPath string, cfg *config.Config, site *policypages.Site, dir smtpd.Direction, logger *log.Logger) error {
+	port, httpPort := cfg.SMTPPort, cfg.HTTPPort
 	if dir == smtpd.Incoming {
-		port = cfg.SMTPPortIncoming
+		port, httpPort = cfg.SMTPPortIncoming, cfg.HTTPPortIncoming
+	}
+	// The side listener is bound first: once the SMTP port accepts, both
+	// are up.
+	var side *http.Server
+	pages := policypages.NewHandler(site)
+	if httpPort != 0 {
+		httpLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)))
+		if err != nil {
+			return fmt.Errorf("side HTTP listener: %w", err)
+		}
+		side = newSideServer(pages, logger)
+		go side.Serve(httpLn)
+		logger.Printf("%s pages listening on port %d.", dir.Title(), httpPort)
 	}
 	ln, err := smtpd.Listen(port)
 	if err != nil {
+		if side != nil {
+			side.Close()
+		}
 		return err
 	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	srv := smtpd.New(cfg, dir, logger)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	logger.Printf("%s filter listening on port %d.", dir.Title(), port)
 
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
+	for stopping := false; !stopping; {
+		select {
+		case err := <-done:
+			if side != nil {
+				side.Close()
+			}
+			return err
+		case <-hup:
+			reloadPages(cfgPath, pages, logger)
+		case <-ctx.Done():
+			stopping = true
+		}
 	}
 	logger.Printf("Stopping: finishing transactions in flight.")
 	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
+	if side != nil {
+		go side.Shutdown(drain)
+	}
 	if err := srv.Shutdown(drain); err != nil {
 		logger.Printf("Stopped with transactions cut off: %v", err)
 	}

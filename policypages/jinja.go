@@ -1,0 +1,83 @@
+package policypages
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nikolalohinski/gonja/v2/builtins"
+	gonjaconfig "github.com/nikolalohinski/gonja/v2/config"
+	"github.com/nikolalohinski/gonja/v2/exec"
+	"github.com/nikolalohinski/gonja/v2/loaders"
+	"github.com/nikolalohinski/gonja/v2/parser"
+)
+
+// maxRenderPasses bounds the re-rendering of a page whose output still
+// holds template syntax. The relay renders until nothing changes; a page
+// that never settles is an error, not a hang.
+const maxRenderPasses = 10
+
+// jinja renders templates in Jinja syntax, as the relay does with Python's
+// jinja2 and its default settings: no autoescaping, undefined values empty
+// and false.
+type jinja struct {
+	env *exec.Environment
+	cfg *gonjaconfig.Config
+}
+
+func newJinja() *jinja {
+	return &jinja{
+		env: &exec.Environment{
+			Context:           exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables),
+			Filters:           builtins.Filters,
+			Tests:             builtins.Tests,
+			ControlStructures: builtins.ControlStructures,
+			Methods:           builtins.Methods,
+		},
+		cfg: gonjaconfig.New(),
+	}
+}
+
+// render renders source with vars. name is the file the source came from;
+// errors start with it and give the line. Templates cannot include other
+// files.
+func (j *jinja) render(name, source string, vars map[string]any) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", fmt.Errorf("%s: the template engine failed: %v", name, r)
+		}
+	}()
+	id := "/" + name
+	loader, err := loaders.NewMemoryLoader(map[string]string{id: source})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	tpl, err := exec.NewTemplate(id, j.cfg, loader, j.env)
+	if err != nil {
+		var syntax *parser.SyntaxError
+		if errors.As(err, &syntax) {
+			return "", fmt.Errorf("%s:%d:%d: %s", name, syntax.Line, syntax.Column, syntax.Message)
+		}
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	out, err = tpl.ExecuteToString(exec.NewContext(vars))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}
+
+// settle renders source again and again until the output stops changing,
+// so that template syntax inserted by the first pass is rendered too.
+func (j *jinja) settle(name, source string, vars map[string]any) (string, error) {
+	for range maxRenderPasses {
+		out, err := j.render(name, source, vars)
+		if err != nil {
+			return "", err
+		}
+		if out == source {
+			return out, nil
+		}
+		source = out
+	}
+	return "", fmt.Errorf("%s: still changing after %d renderings", name, maxRenderPasses)
+}
