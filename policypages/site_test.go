@@ -1,0 +1,282 @@
+package policypages
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+
+	"filtermail/config"
+)
+
+// loadConfig reads a chatmail.ini made of the given [params] lines.
+func loadConfig(t *testing.T, lines ...string) *config.Config {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chatmail.ini")
+	ini := "[params]\n" + strings.Join(lines, "\n") + "\n"
+	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func render(t *testing.T, cfg *config.Config) *Site {
+	t.Helper()
+	site, err := Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return site
+}
+
+func page(t *testing.T, site *Site, name string) string {
+	t.Helper()
+	f := site.File(name)
+	if f == nil {
+		t.Fatalf("no %s in the site", name)
+	}
+	return string(f.Body)
+}
+
+// relayParams is a relay's config with a distinct value for everything the
+// pages show.
+var relayParams = []string{
+	"mail_domain = relay.example.net",
+	"max_user_send_per_minute = 37",
+	"max_user_send_burst_size = 13",
+	"max_message_size = 20971520",
+	"max_mailbox_size = 321M",
+	"delete_mails_after = 23",
+	"delete_large_after = 5",
+	"delete_inactive_users_after = 111",
+	"privacy_postal =",
+	"    Relay Operators e.V.",
+	"    Example Street 5, 12345 Sample Town",
+	"privacy_mail = privacy@relay.example.net",
+	"privacy_pdo = Dana Officer, Data Lane 7",
+	"privacy_supervisor = Commissioner for Examples",
+	"languages = EN RU DE",
+}
+
+// templateSyntax finds what a template engine would have replaced.
+var templateSyntax = regexp.MustCompile(`\{\{|\}\}|\{%|%\}|\{#|#\}|%content placeholder%`)
+
+// sections splits a page with language tabs into each language's part.
+func sections(t *testing.T, html string) map[string]string {
+	t.Helper()
+	parts := map[string]string{}
+	re := regexp.MustCompile(`(?s)<section class="language-tab language-([A-Z]+)" lang="[a-z]+">(.*?)</section>`)
+	for _, m := range re.FindAllStringSubmatch(html, -1) {
+		parts[m[1]] = m[2]
+	}
+	return parts
+}
+
+func TestBundledPagesShowConfig(t *testing.T) {
+	site := render(t, loadConfig(t, relayParams...))
+	if len(site.Warnings) > 0 {
+		t.Errorf("warnings: %q", site.Warnings)
+	}
+	for _, name := range []string{"index.html", "info.html", "privacy.html"} {
+		html := page(t, site, name)
+		if m := templateSyntax.FindString(html); m != "" {
+			t.Errorf("%s: template syntax %q left", name, m)
+		}
+		if got := site.File(name).ContentType; got != "text/html; charset=utf-8" {
+			t.Errorf("%s: content type %q", name, got)
+		}
+		tabs := sections(t, html)
+		if len(tabs) != 3 {
+			t.Fatalf("%s: %d language sections, want 3", name, len(tabs))
+		}
+		for lang, text := range tabs {
+			if !strings.Contains(text, "relay.example.net") {
+				t.Errorf("%s %s: mail domain missing", name, lang)
+			}
+		}
+	}
+
+	privacy := page(t, site, "privacy.html")
+	legalBasis := map[string][]string{
+		"EN": {"Art. 6(1)(b) GDPR", "Art. 6(1)(f) GDPR"},
+		"RU": {"ст. 6(1)(b) GDPR", "ст. 6(1)(f) GDPR"},
+		"DE": {"Art. 6 Abs. 1 lit. b DSGVO", "Art. 6 Abs. 1 lit. f DSGVO"},
+	}
+	for lang, text := range sections(t, privacy) {
+		for _, want := range append([]string{
+			"23",       // delete_mails_after
+			"111",      // delete_inactive_users_after
+			"37",       // max_user_send_per_minute
+			"321MB",    // max_mailbox_size
+			"20.0 MiB", // max_message_size
+			"Relay Operators e.V.<br>\nExample Street 5, 12345 Sample Town",
+			"privacy@relay.example.net",
+			"Dana Officer, Data Lane 7",
+			"Commissioner for Examples",
+		}, legalBasis[lang]...) {
+			if !strings.Contains(text, want) {
+				t.Errorf("privacy %s: %q missing", lang, want)
+			}
+		}
+	}
+	en := strings.Join(strings.Fields(sections(t, privacy)["EN"]), " ")
+	for _, want := range []string{
+		"Messages are deleted from the server after 23 days at the latest.",
+		"IP addresses are not stored, and they are never linked to mail addresses.",
+		"It refuses to send mail that is not encrypted.",
+		"An address that is not used for 111 days is deleted",
+	} {
+		if !strings.Contains(en, want) {
+			t.Errorf("privacy EN: %q missing", want)
+		}
+	}
+	if s, l := strings.Index(en, "Summary"), strings.Index(en, "Legal details"); s < 0 || l < s {
+		t.Errorf("privacy EN: summary at %d, legal details at %d; want the summary first", s, l)
+	}
+
+	info := page(t, site, "info.html")
+	for lang, text := range sections(t, info) {
+		for _, want := range []string{"37", "13", "20.0 MiB", "321MB", "23", "5", "111", "privacy@relay.example.net"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("info %s: %q missing", lang, want)
+			}
+		}
+	}
+}
+
+func TestTabsInConfiguredOrder(t *testing.T) {
+	for _, langs := range [][]string{{"EN", "RU", "DE"}, {"DE", "EN", "RU"}, {"RU", "DE"}} {
+		site := render(t, loadConfig(t, "mail_domain = x.example", "languages = "+strings.Join(langs, " ")))
+		html := page(t, site, "privacy.html")
+		labels := regexp.MustCompile(`<input type="radio" name="language-tabs-1" id="language-tabs-1-([A-Z]+)" class="language-[A-Z]+"( checked)?>`).FindAllStringSubmatch(html, -1)
+		var got []string
+		for i, m := range labels {
+			got = append(got, m[1])
+			if checked := m[2] != ""; checked != (i == 0) {
+				t.Errorf("%v: tab %s checked=%v", langs, m[1], checked)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(langs, " ") {
+			t.Errorf("languages %v: tabs %v", langs, got)
+		}
+		if want := `<html lang="` + strings.ToLower(langs[0]) + `">`; !strings.Contains(html, want) {
+			t.Errorf("languages %v: no %s", langs, want)
+		}
+		css := site.File(tabsCSS)
+		if css == nil || !strings.Contains(html, `href="`+tabsCSS+`"`) {
+			t.Fatalf("languages %v: tabs stylesheet missing or not linked", langs)
+		}
+		for _, l := range langs {
+			if !strings.Contains(string(css.Body), "input.language-"+l+":checked ~ .language-"+l) {
+				t.Errorf("languages %v: no CSS rule for %s", langs, l)
+			}
+		}
+	}
+}
+
+func TestOneLanguageShowsNoTabs(t *testing.T) {
+	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = DE"))
+	html := page(t, site, "privacy.html")
+	if strings.Contains(html, "language-tabs") || site.File(tabsCSS) != nil {
+		t.Error("one language shows tabs")
+	}
+	if !strings.Contains(html, `<html lang="de">`) || !strings.Contains(html, "Datenschutzerklärung von x.example") {
+		t.Error("German page missing")
+	}
+}
+
+func TestEmptyContactsSaySo(t *testing.T) {
+	site := render(t, loadConfig(t, "mail_domain = x.example", "privacy_postal =", "privacy_mail =", "languages = EN RU DE"))
+	for _, name := range []string{"privacy.html", "info.html"} {
+		html := page(t, site, name)
+		for _, bad := range []string{"<address></address>", `href="mailto:"`, "E-mail: <", "E-Mail: <", "Эл. почта: <", "Contact: <", "<p></p>"} {
+			if strings.Contains(html, bad) {
+				t.Errorf("%s: empty contact shows as %q", name, bad)
+			}
+		}
+	}
+	en := sections(t, page(t, site, "privacy.html"))["EN"]
+	for _, want := range []string{"has not published a postal address", "No contact e-mail address is published",
+		"No data protection officer is named", "the authority where you live or work"} {
+		if !strings.Contains(en, want) {
+			t.Errorf("privacy EN: %q missing", want)
+		}
+	}
+}
+
+func TestMissingTranslation(t *testing.T) {
+	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = EN FR"))
+	tabs := sections(t, page(t, site, "index.html"))
+	if !strings.Contains(tabs["FR"], "This page is not available in Français yet.") {
+		t.Errorf("FR tab: %q", tabs["FR"])
+	}
+	if !strings.Contains(tabs["EN"], "Welcome to x.example") {
+		t.Errorf("EN tab: %q", tabs["EN"])
+	}
+	if len(site.Warnings) != 3 || !strings.Contains(site.Warnings[0], "locales/FR/") {
+		t.Errorf("warnings %q, want one for each page's FR file", site.Warnings)
+	}
+}
+
+func TestAllLanguages(t *testing.T) {
+	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = ALL"))
+	tabs := sections(t, page(t, site, "info.html"))
+	if len(tabs) != 3 || tabs["EN"] == "" || tabs["RU"] == "" || tabs["DE"] == "" {
+		t.Errorf("ALL: tabs %v", tabs)
+	}
+}
+
+func TestDevelopmentNotice(t *testing.T) {
+	for _, v := range []string{"True", "true", "false", ""} {
+		site := render(t, loadConfig(t, "mail_domain = x.example", "is_development_instance = "+v))
+		shown := strings.Contains(page(t, site, "index.html"), "test installation")
+		if want := strings.EqualFold(v, "true"); shown != want {
+			t.Errorf("is_development_instance = %q: notice shown %v", v, shown)
+		}
+	}
+}
+
+func TestQRCode(t *testing.T) {
+	site := render(t, loadConfig(t, "mail_domain = qr.example.org"))
+	f := site.File("qr-chatmail-invite-qr.example.org.png")
+	if f == nil || f.ContentType != "image/png" {
+		t.Fatalf("QR image %+v", f)
+	}
+	if got := decodeQR(t, f.Body); got != "DCACCOUNT:https://qr.example.org/new" {
+		t.Errorf("QR code says %q", got)
+	}
+	home := page(t, site, "index.html")
+	for _, want := range []string{`src="qr-chatmail-invite-qr.example.org.png"`, `href="DCACCOUNT:https://qr.example.org/new"`} {
+		if !strings.Contains(home, want) {
+			t.Errorf("home page lacks %s", want)
+		}
+	}
+}
+
+// decodeQR reads the text of the QR code in a PNG image.
+func decodeQR(t testing.TB, pngData []byte) string {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(pngData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("decoding QR code: %v", err)
+	}
+	return res.GetText()
+}
