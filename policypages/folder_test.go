@@ -107,7 +107,7 @@ func TestTemplateErrors(t *testing.T) {
 		want             []string
 	}{
 		{"unclosed if", "src/info.md", "line one\n\n{% if config.mail_domain %}\nno end\n", []string{"src/info.md:4:", "endif"}},
-		{"unknown filter", "src/locales/RU/index.md", "## x\n{{ config.mail_domain | nosuchfilter }}\n", []string{"src/locales/RU/index.md:", "line 2", "nosuchfilter"}},
+		{"unknown filter", "src/locales/RU/index.md", "## x\n{{ config.mail_domain | nosuchfilter }}\n", []string{"src/locales/RU/index.md:2: filter 'nosuchfilter' not found"}},
 		{"broken layout", "src/page-layout.html", "<html>\n{{ markdown_html \n</html>\n", []string{"src/page-layout.html:3:"}},
 		{"no include", "src/info.md", "{% include \"/etc/passwd\" %}\n", []string{"src/info.md:", "/etc/passwd"}},
 		{"no layout", "src/page-layout.html", "", []string{"src/page-layout.html: no such file"}},

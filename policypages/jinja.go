@@ -3,6 +3,8 @@ package policypages
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/nikolalohinski/gonja/v2/builtins"
 	gonjaconfig "github.com/nikolalohinski/gonja/v2/config"
@@ -54,16 +56,38 @@ func (j *jinja) render(name, source string, vars map[string]any) (out string, er
 	tpl, err := exec.NewTemplate(id, j.cfg, loader, j.env)
 	if err != nil {
 		var syntax *parser.SyntaxError
-		if errors.As(err, &syntax) {
+		if errors.As(err, &syntax) && syntax.Line > 0 {
 			return "", fmt.Errorf("%s:%d:%d: %s", name, syntax.Line, syntax.Column, syntax.Message)
+		}
+		if errors.As(err, &syntax) {
+			return "", fmt.Errorf("%s: %s", name, syntax.Message)
 		}
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	out, err = tpl.ExecuteToString(exec.NewContext(vars))
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
+		return "", executionError(name, err)
 	}
 	return out, nil
+}
+
+// lineOf finds the line in the engine's execution errors, which come as a
+// chain of messages with the innermost cause last.
+var lineOf = regexp.MustCompile(`at line (\d+): `)
+
+// executionError shortens an execution error to the file, the line and
+// the innermost cause.
+func executionError(name string, err error) error {
+	msg := err.Error()
+	m := lineOf.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	cause := strings.TrimSpace(msg[strings.LastIndex(msg, ": ")+2:])
+	if cause == "" {
+		cause = msg
+	}
+	return fmt.Errorf("%s:%s: %s", name, m[1], cause)
 }
 
 // settle renders source again and again until the output stops changing,

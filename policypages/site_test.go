@@ -2,15 +2,11 @@ package policypages
 
 import (
 	"bytes"
-	"image/png"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/makiuchi-d/gozxing"
-	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"filtermail/config"
 )
@@ -246,14 +242,12 @@ func TestDevelopmentNotice(t *testing.T) {
 	}
 }
 
-func TestQRCode(t *testing.T) {
+// The QR image itself is decoded by the black-box tests, over HTTP.
+func TestQRCodeLinks(t *testing.T) {
 	site := render(t, loadConfig(t, "mail_domain = qr.example.org"))
 	f := site.File("qr-chatmail-invite-qr.example.org.png")
-	if f == nil || f.ContentType != "image/png" {
+	if f == nil || f.ContentType != "image/png" || !bytes.HasPrefix(f.Body, []byte("\x89PNG")) {
 		t.Fatalf("QR image %+v", f)
-	}
-	if got := decodeQR(t, f.Body); got != "DCACCOUNT:https://qr.example.org/new" {
-		t.Errorf("QR code says %q", got)
 	}
 	home := page(t, site, "index.html")
 	for _, want := range []string{`src="qr-chatmail-invite-qr.example.org.png"`, `href="DCACCOUNT:https://qr.example.org/new"`} {
@@ -261,22 +255,4 @@ func TestQRCode(t *testing.T) {
 			t.Errorf("home page lacks %s", want)
 		}
 	}
-}
-
-// decodeQR reads the text of the QR code in a PNG image.
-func decodeQR(t testing.TB, pngData []byte) string {
-	t.Helper()
-	img, err := png.Decode(bytes.NewReader(pngData))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
-	if err != nil {
-		t.Fatalf("decoding QR code: %v", err)
-	}
-	return res.GetText()
 }

@@ -43,10 +43,10 @@ type daemon struct {
 	httpPort int
 	iniPath  string
 	cmd      *exec.Cmd
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	exited  chan struct{}
-	mailDir string
+	mu       sync.Mutex
+	stderr   bytes.Buffer
+	exited   chan struct{}
+	mailDir  string
 }
 
 func (d *daemon) Write(p []byte) (int, error) {

@@ -216,7 +216,12 @@ func TestStartErrors(t *testing.T) {
 		os.WriteFile(path, []byte(text), 0o644)
 		return path
 	}
-	good := write("good.ini", "[params]\nmail_domain = x\nfiltermail_smtp_port = "+itoa(port)+"\n")
+	httpPort := freePort(t)
+	ports := "filtermail_smtp_port = " + itoa(port) + "\nfiltermail_http_port = " + itoa(httpPort) + "\n"
+	good := write("good.ini", "[params]\nmail_domain = x\n"+ports)
+	www := filepath.Join(dir, "www")
+	os.CopyFS(www, os.DirFS("../../policypages/testdata/www"))
+	os.WriteFile(filepath.Join(www, "src/info.md"), []byte("# Info\n\n{{ config.mail_domain | nosuchfilter }}\n"), 0o644)
 	tests := []struct {
 		name, want string
 		args       []string
@@ -227,6 +232,12 @@ func TestStartErrors(t *testing.T) {
 		{"no mail_domain", "mail_domain is required", []string{write("a.ini", "[params]\n"), "outgoing"}},
 		{"not a number", "filtermail_smtp_port: \"ten\" is not a number",
 			[]string{write("b.ini", "[params]\nmail_domain = x\nfiltermail_smtp_port = ten\n"), "outgoing"}},
+		{"unknown language", `languages: unknown language code "XX"`,
+			[]string{write("c.ini", "[params]\nmail_domain = x\nlanguages = EN XX\n"+ports), "outgoing"}},
+		{"template error", "www/src/info.md:3: filter 'nosuchfilter' not found",
+			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"+ports), "incoming"}},
+		{"render: template error", "www/src/info.md:",
+			[]string{"render", write("e.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"), filepath.Join(dir, "out")}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(binary, tt.args...)
@@ -241,12 +252,17 @@ func TestStartErrors(t *testing.T) {
 			t.Errorf("%s: stderr %q, want one line saying %q", tt.name, stderr.String(), tt.want)
 		}
 	}
-	// Nothing was bound.
-	ln, err := net.Listen("tcp", "127.0.0.1:"+itoa(port))
-	if err != nil {
-		t.Fatalf("port taken after failed starts: %v", err)
+	// Nothing was bound or written.
+	for _, p := range []int{port, httpPort} {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+itoa(p))
+		if err != nil {
+			t.Fatalf("port taken after failed starts: %v", err)
+		}
+		ln.Close()
 	}
-	ln.Close()
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("render wrote pages despite the error")
+	}
 }
 
 func TestSIGTERMExitsZero(t *testing.T) {
