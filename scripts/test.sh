@@ -1,12 +1,13 @@
 #!/bin/sh
 # Runs every test of filtermail. Installs the tools the tests use (GnuPG,
-# Sequoia) with apt-get when they are missing; needs root for that.
+# Sequoia, Chromium) with apt-get when they are missing; needs root for that.
 set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
 command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
 command -v sq >/dev/null 2>&1 || missing="$missing sq"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
 	echo "Installing:$missing"
 	apt-get update -qq

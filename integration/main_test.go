@@ -1,0 +1,109 @@
+// Package integration tests filtermail as a relay runs it: the built
+// binary, real Chromium for the pages, and (in later tests) Postfix and
+// OpenPGP tools.
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the filtermail binary under test, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "filtermail-integration")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "filtermail")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/filtermail").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building filtermail: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startFiltermail runs `filtermail CONFIG mode` with the given [params]
+// lines and waits until its listeners accept. It is stopped with SIGTERM
+// when the test ends.
+func startFiltermail(t *testing.T, mode string, params ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chatmail.ini")
+	ini := "[params]\n" + strings.Join(params, "\n") + "\n"
+	if err := os.WriteFile(path, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncBuffer{}
+	cmd := exec.Command(binary, path, mode)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("filtermail log:\n%s", log.String())
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("filtermail exited: %s", log.String())
+		default:
+		}
+		if strings.Contains(log.String(), "filter listening on port") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filtermail did not start: %s", log.String())
+		}
+	}
+}
+
+// syncBuffer collects a process's output for reading while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
