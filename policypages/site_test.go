@@ -12,7 +12,7 @@ import (
 )
 
 // loadConfig reads a chatmail.ini made of the given [params] lines.
-func loadConfig(t *testing.T, lines ...string) *config.Config {
+func loadConfig(t testing.TB, lines ...string) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "chatmail.ini")
 	ini := "[params]\n" + strings.Join(lines, "\n") + "\n"

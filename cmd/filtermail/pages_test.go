@@ -100,9 +100,9 @@ func TestPagesOverHTTP(t *testing.T) {
 
 	// Assets.
 	for path, ctype := range map[string]string{
-		"/main.css":                                "text/css; charset=utf-8",
-		"/language-tabs.css":                       "text/css; charset=utf-8",
-		"/icon.svg":                                "image/svg+xml",
+		"/main.css":          "text/css; charset=utf-8",
+		"/language-tabs.css": "text/css; charset=utf-8",
+		"/icon.svg":          "image/svg+xml",
 		"/qr-chatmail-invite-chat.example.org.png": "image/png",
 	} {
 		resp, _ := d.get(t, path)
