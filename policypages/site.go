@@ -63,6 +63,7 @@ func Render(cfg *config.Config) (*Site, error) {
 		if src, err = folderSource(cfg.WWWFolder); err != nil {
 			return nil, err
 		}
+		defer src.close()
 	}
 	r := &renderer{
 		cfg:   cfg,

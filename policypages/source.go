@@ -30,6 +30,14 @@ const placeholder = "%content placeholder%"
 type source struct {
 	name string // for messages: the folder as the operator wrote it
 	fsys fs.FS
+	root *os.Root // the operator's folder; nil for the bundled pages
+}
+
+// close releases the folder.
+func (s source) close() {
+	if s.root != nil {
+		s.root.Close()
+	}
 }
 
 func bundledSource() source {
@@ -52,7 +60,7 @@ func folderSource(dir string) (source, error) {
 	if err != nil {
 		return source{}, fmt.Errorf("www_folder: %w", err)
 	}
-	return source{name: dir, fsys: root.FS()}, nil
+	return source{name: dir, fsys: root.FS(), root: root}, nil
 }
 
 // file names a file of the source in messages.

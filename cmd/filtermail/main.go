@@ -78,26 +78,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	site, err := renderPages(cfg, logger)
-	if err != nil {
-		return usageError{err}
-	}
-	return serve(ctx, args[0], cfg, site, dir, logger)
+	return serve(ctx, args[0], cfg, dir, logger)
 }
 
 // serve runs one filter and its side HTTP listener until ctx is done, then
 // lets the transactions in flight finish. SIGHUP renders the pages again
 // from the config at cfgPath.
-func serve(ctx context.Context, cfgPath string, cfg *config.Config, site *policypages.Site, dir smtpd.Direction, logger *log.Logger) error {
+func serve(ctx context.Context, cfgPath string, cfg *config.Config, dir smtpd.Direction, logger *log.Logger) error {
+	// A SIGHUP that comes while starting waits for the loop below.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	port, httpPort := cfg.SMTPPort, cfg.HTTPPort
 	if dir == smtpd.Incoming {
 		port, httpPort = cfg.SMTPPortIncoming, cfg.HTTPPortIncoming
 	}
 	// The side listener is bound first: once the SMTP port accepts, both
-	// are up.
+	// are up. Without it, the pages are not rendered at all.
 	var side *http.Server
-	pages := policypages.NewHandler(site)
+	var pages *policypages.Handler
 	if httpPort != 0 {
+		site, err := renderPages(cfg, logger)
+		if err != nil {
+			return usageError{err}
+		}
+		pages = policypages.NewHandler(site)
 		httpLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)))
 		if err != nil {
 			return fmt.Errorf("side HTTP listener: %w", err)
@@ -114,10 +120,6 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, site *policy
 		return err
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	srv := smtpd.New(cfg, dir, logger)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -131,7 +133,9 @@ func serve(ctx context.Context, cfgPath string, cfg *config.Config, site *policy
 			}
 			return err
 		case <-hup:
-			reloadPages(cfgPath, pages, logger)
+			if pages != nil {
+				reloadPages(cfgPath, pages, logger)
+			}
 		case <-ctx.Done():
 			stopping = true
 		}
