@@ -6,16 +6,16 @@ import (
 	"rsc.io/qr"
 )
 
-// InviteURL is what the invite QR code holds: Delta Chat opens it to create
+// inviteURL is what the invite QR code holds: Delta Chat opens it to create
 // a profile on the relay.
-func InviteURL(mailDomain string) string {
+func inviteURL(mailDomain string) string {
 	return "DCACCOUNT:https://" + mailDomain + "/new"
 }
 
 // qrPNG draws the invite QR code as a PNG, 10 pixels per module, with the
 // quiet zone scanners need around it.
 func qrPNG(mailDomain string) ([]byte, error) {
-	code, err := qr.Encode(InviteURL(mailDomain), qr.M)
+	code, err := qr.Encode(inviteURL(mailDomain), qr.M)
 	if err != nil {
 		return nil, fmt.Errorf("invite QR code for %s: %w", mailDomain, err)
 	}

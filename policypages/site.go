@@ -47,9 +47,9 @@ func (s *Site) Files() []*File {
 	return files
 }
 
-// QRName is the name of the invite QR image for a mail domain, the name
+// qrName is the name of the invite QR image for a mail domain, the name
 // relay pages link to.
-func QRName(mailDomain string) string {
+func qrName(mailDomain string) string {
 	return "qr-chatmail-invite-" + mailDomain + ".png"
 }
 
@@ -115,7 +115,7 @@ func (r *renderer) render() error {
 	if err != nil {
 		return err
 	}
-	r.add(QRName(r.cfg.MailDomain), png)
+	r.add(qrName(r.cfg.MailDomain), png)
 	if r.tabbed {
 		r.add(tabsCSS, []byte(languageTabsCSS(r.langs)))
 	}
