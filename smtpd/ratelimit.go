@@ -30,14 +30,22 @@ type bucket struct {
 }
 
 func newRateLimiter(perMinute, burst int) *rateLimiter {
-	perSecond := float64(perMinute) / 60
-	return &rateLimiter{
-		perSecond: perSecond,
-		burst:     float64(burst),
-		refill:    time.Duration(float64(burst) / perSecond * float64(time.Second)),
-		now:       time.Now,
-		buckets:   make(map[string]bucket),
-	}
+	l := &rateLimiter{now: time.Now, buckets: make(map[string]bucket)}
+	l.setRate(perMinute, burst)
+	return l
+}
+
+// SetRate changes the allowance; the senders' buckets stay as they are.
+func (l *rateLimiter) SetRate(perMinute, burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setRate(perMinute, burst)
+}
+
+func (l *rateLimiter) setRate(perMinute, burst int) {
+	l.perSecond = float64(perMinute) / 60
+	l.burst = float64(burst)
+	l.refill = time.Duration(l.burst / l.perSecond * float64(time.Second))
 }
 
 // Allow takes one message from sender's allowance and reports whether

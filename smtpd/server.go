@@ -9,12 +9,14 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"filtermail/config"
 	"filtermail/filter"
+	"filtermail/metrics"
 )
 
 // Direction is the way mail flows through a filter.
@@ -50,21 +52,25 @@ const (
 // Server is one filter: it listens for Postfix, judges, and reinjects.
 type Server struct {
 	dir      Direction
-	policy   *filter.Policy
+	policy   atomic.Pointer[filter.Policy]
 	limiter  *rateLimiter // outgoing only
 	reinject reinjector
 	log      *log.Logger
+	debug    bool
+	metrics  *metrics.Metrics
 	smtp     *smtp.Server
+	ln       *paramListener
 }
 
 // New returns the filter for one direction, configured by c, logging to
-// logger.
-func New(c *config.Config, dir Direction, logger *log.Logger) *Server {
+// logger and counting in m.
+func New(c *config.Config, dir Direction, logger *log.Logger, m *metrics.Metrics) *Server {
 	s := &Server{
-		dir:    dir,
-		policy: filter.NewPolicy(c),
-		log:    logger,
+		dir:     dir,
+		log:     logger,
+		metrics: m,
 	}
+	s.policy.Store(filter.NewPolicy(c))
 	port := c.ReinjectPort
 	if dir == Incoming {
 		port = c.ReinjectPortIncoming
@@ -88,29 +94,56 @@ func New(c *config.Config, dir Direction, logger *log.Logger) *Server {
 }
 
 // Listen binds the filter's SMTP port on the loopback interface.
-func Listen(port int) (net.Listener, error) {
+func (s *Server) Listen(port int) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return nil, fmt.Errorf("listening for SMTP: %w", err)
+		return fmt.Errorf("listening for SMTP: %w", err)
 	}
-	return ln, nil
+	s.ln = newParamListener(ln, s.metrics)
+	return nil
 }
 
-// Serve answers SMTP connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error {
-	err := s.smtp.Serve(paramListener{ln})
+// Reload takes the passthrough lists, the mailboxes folder and the rate
+// limit from c for the transactions that start from now on. Ports, the
+// mail domain and the size limit stay as they were at start.
+func (s *Server) Reload(c *config.Config) {
+	s.policy.Store(filter.NewPolicy(c))
+	if s.limiter != nil {
+		s.limiter.SetRate(c.MaxUserSendPerMinute, c.MaxUserSendBurstSize)
+	}
+}
+
+// SetDebug turns on log lines that help to follow single transactions.
+func (s *Server) SetDebug(on bool) { s.debug = on }
+
+func (s *Server) debugf(format string, args ...any) {
+	if s.debug {
+		s.log.Printf(format, args...)
+	}
+}
+
+// Serve answers SMTP connections on the port bound by Listen until
+// Shutdown.
+func (s *Server) Serve() error {
+	err := s.smtp.Serve(s.ln)
 	if err == smtp.ErrServerClosed {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops accepting connections and waits, until ctx is done, for
-// open ones to end; then it closes them.
+// Close closes the listener of a filter that is not served.
+func (s *Server) Close() error { return s.ln.Close() }
+
+// Shutdown stops accepting connections and lets the open ones finish the
+// transaction they are in; connections between transactions get a 421 and
+// close. When ctx is done first, the connections still open get a 421 and
+// are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.ln.drain()
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
-		s.smtp.Close()
+		s.ln.cutOff()
 	}
 	return err
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"filtermail/filter"
+	"filtermail/metrics"
 )
 
 // session is one SMTP connection's transaction state.
@@ -26,6 +28,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return reply(500, "Invalid from address <%s>", from)
 		}
 		if !ss.s.limiter.Allow(from) {
+			ss.s.metrics.RateLimited()
 			ss.s.log.Printf("Rate limit reached by a sender.")
 			return reply(450, "4.7.1: Too much mail from <%s>", from)
 		}
@@ -44,9 +47,17 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 func (ss *session) Data(r io.Reader) error {
 	var msg messageBuffer
 	if _, err := msg.ReadFrom(r); err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			ss.s.metrics.Message(verdictRefuse, reasonTooLarge)
+			ss.s.log.Printf("%s: refuse (%s), over %d bytes, %d recipients.", ss.s.dir.Title(), reasonTooLarge, ss.s.smtp.MaxMessageBytes, len(ss.to))
+		}
 		return err
 	}
-	return ss.s.handle(ss.from, ss.opts, ss.to, &msg)
+	start := time.Now()
+	ss.s.metrics.Received(msg.Len(), len(ss.to))
+	err := ss.s.handle(ss.from, ss.opts, ss.to, &msg)
+	ss.s.metrics.Processed(time.Since(start))
+	return err
 }
 
 func (ss *session) Reset() {
@@ -70,32 +81,38 @@ var (
 	}
 )
 
+// Verdict labels of the metrics and the log, and the reasons that are not
+// the filter's rules.
+const (
+	verdictPass     = "pass"
+	verdictRefuse   = "refuse"
+	verdictTempfail = "tempfail"
+	reasonTooLarge  = "too_large"
+	reasonLookup    = "lookup_failed"
+)
+
 // handle judges one message and reinjects it when it passes.
 func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *messageBuffer) error {
 	env := filter.Envelope{From: from, To: to}
 	m := filter.ReadMessage(msg.Reader())
 	var v filter.Verdict
+	policy := s.policy.Load()
 	if s.dir == Outgoing {
-		v = s.policy.Outgoing(env, m)
+		v = policy.Outgoing(env, m)
 	} else {
 		var err error
-		if v, err = s.policy.Incoming(env, m); err != nil {
-			s.log.Printf("%s: %v", s.dir.Title(), err)
+		if v, err = policy.Incoming(env, m); err != nil {
+			s.metrics.Message(verdictTempfail, reasonLookup)
+			s.log.Printf("%s: tempfail (%s), %d bytes, %d recipients: %v", s.dir.Title(), reasonLookup, msg.Len(), len(to), err)
 			return errLookupFailed
 		}
 	}
+	s.decided(v, m, msg.Len(), len(to))
 
 	if v.Reason == filter.ForgedFrom {
-		s.log.Printf("%s: Rejected mail whose From header is not the sender.", s.dir.Title())
 		return reply(500, "Invalid FROM <%s> for <%s>", m.From, from)
 	}
-	if v.Encrypted() {
-		s.log.Printf("%s: Filtering encrypted mail.", s.dir.Title())
-	} else {
-		s.log.Printf("%s: Filtering unencrypted mail.", s.dir.Title())
-	}
 	if !v.Pass {
-		s.log.Printf("Rejected unencrypted mail.")
 		return errEncryptionNeeded
 	}
 
@@ -105,11 +122,62 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 		opts = &o
 	}
 	// Reinjection is not cancelled on shutdown: mail in flight is finished.
+	start := time.Now()
 	err := s.reinject.send(context.Background(), from, opts, to, msg.Reader())
+	s.metrics.Reinject(reinjectResult(err), time.Since(start))
 	var rerr *reinjectError
 	if errors.As(err, &rerr) {
 		s.log.Printf("%s: Reinjection failed: %v", s.dir.Title(), rerr.Err)
 		return rerr.Reply
 	}
+	s.debugf("%s: Reinjected in %v.", s.dir.Title(), time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// decided counts and logs a verdict: the relay's lines that mtail setups
+// count, and one line with the verdict, the rule and the size.
+func (s *Server) decided(v filter.Verdict, m *filter.Message, size int64, recipients int) {
+	verdict := verdictRefuse
+	if v.Pass {
+		verdict = verdictPass
+	}
+	s.metrics.Message(verdict, string(v.Reason))
+	if v.Reason == filter.Encrypted {
+		s.metrics.SEIPD(m.Packets.SEIPDVersion)
+	}
+	title := s.dir.Title()
+	switch {
+	case v.Reason == filter.ForgedFrom:
+		s.log.Printf("%s: Rejected mail whose From header is not the sender.", title)
+	case v.Encrypted():
+		s.log.Printf("%s: Filtering encrypted mail.", title)
+	default:
+		s.log.Printf("%s: Filtering unencrypted mail.", title)
+	}
+	if !v.Pass && v.Reason != filter.ForgedFrom {
+		s.log.Printf("Rejected unencrypted mail.")
+	}
+	s.log.Printf("%s: %s (%s), %d bytes, %d recipients.", title, verdict, v.Reason, size, recipients)
+	if v.Reason == filter.Encrypted {
+		s.debugf("%s: SEIPD v%d, %d key packets, legacy headers %v, partial lengths %v.", title,
+			m.Packets.SEIPDVersion, m.Packets.ESKs, m.Packets.Legacy, m.Packets.Partial)
+	}
+}
+
+// reinjectResult is the metrics label for the outcome of a reinjection.
+func reinjectResult(err error) string {
+	var rerr *reinjectError
+	switch {
+	case err == nil:
+		return metrics.ReinjectOK
+	case !errors.As(err, &rerr):
+		return metrics.ReinjectBroken
+	case rerr.Reply == errReinjectUnreachable:
+		return metrics.ReinjectUnreachable
+	case rerr.Reply == errReinjectBroken:
+		return metrics.ReinjectBroken
+	case rerr.Reply.Code < 500:
+		return metrics.ReinjectRefused4xx
+	}
+	return metrics.ReinjectRefused5xx
 }

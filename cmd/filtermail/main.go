@@ -1,10 +1,12 @@
 // Command filtermail is the chatmail relay's filter daemon: it refuses mail
 // that is not end-to-end encrypted and hands the rest back to Postfix. A
-// side HTTP listener serves the relay's policy pages.
+// side HTTP listener serves the relay's policy pages and Prometheus
+// metrics.
 //
-//	filtermail CONFIG outgoing
-//	filtermail CONFIG incoming
+//	filtermail [-v] CONFIG outgoing
+//	filtermail [-v] CONFIG incoming
 //	filtermail render CONFIG DIR
+//	filtermail check CONFIG FILE.eml [--incoming]
 package main
 
 import (
@@ -13,25 +15,18 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
+	"slices"
 	"syscall"
-	"time"
 
 	"filtermail/config"
-	"filtermail/policypages"
 	"filtermail/smtpd"
 )
 
-// drainTimeout bounds how long a stopping filter waits for the
-// transactions in flight.
-const drainTimeout = 100 * time.Second
-
-const usage = "usage: filtermail CONFIG outgoing|incoming, filtermail render CONFIG DIR, or filtermail --version"
+const usage = "usage: filtermail [-v] CONFIG outgoing|incoming, filtermail render CONFIG DIR, " +
+	"filtermail check CONFIG FILE.eml [--incoming], or filtermail --version"
 
 // usageError is an error in the command line or the config: exit code 2,
 // before anything is bound.
@@ -39,17 +34,23 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 
+// refused is the exit of check for a message the filter refuses.
+var refused = errors.New("refused")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if err == nil {
+	switch {
+	case err == nil:
 		return
-	}
-	fmt.Fprintln(os.Stderr, "filtermail:", err)
-	if errors.As(err, new(usageError)) {
+	case err == refused:
+		os.Exit(1)
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "filtermail:", err)
 		os.Exit(2)
 	}
+	fmt.Fprintln(os.Stderr, "filtermail:", err)
 	os.Exit(1)
 }
 
@@ -59,8 +60,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	logger := log.New(stderr, "", 0)
-	if len(args) == 3 && args[0] == "render" {
+	if len(args) > 0 && args[0] == "render" {
+		if len(args) != 3 {
+			return usageError{errors.New(usage)}
+		}
 		return render(args[1], args[2], logger)
+	}
+	if len(args) > 0 && args[0] == "check" {
+		return check(args[1:], stdout)
+	}
+	debugLog := os.Getenv("FILTERMAIL_LOG") == "debug"
+	if i := slices.IndexFunc(args, func(a string) bool { return a == "-v" || a == "--verbose" }); i >= 0 {
+		debugLog = true
+		args = slices.Delete(slices.Clone(args), i, i+1)
 	}
 	if len(args) != 2 {
 		return usageError{errors.New(usage)}
@@ -78,78 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	return serve(ctx, args[0], cfg, dir, logger)
-}
-
-// serve runs one filter and its side HTTP listener until ctx is done, then
-// lets the transactions in flight finish. SIGHUP renders the pages again
-// from the config at cfgPath.
-func serve(ctx context.Context, cfgPath string, cfg *config.Config, dir smtpd.Direction, logger *log.Logger) error {
-	// A SIGHUP that comes while starting waits for the loop below.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	port, httpPort := cfg.SMTPPort, cfg.HTTPPort
-	if dir == smtpd.Incoming {
-		port, httpPort = cfg.SMTPPortIncoming, cfg.HTTPPortIncoming
-	}
-	// The side listener is bound first: once the SMTP port accepts, both
-	// are up. Without it, the pages are not rendered at all.
-	var side *http.Server
-	var pages *policypages.Handler
-	if httpPort != 0 {
-		site, err := renderPages(cfg, logger)
-		if err != nil {
-			return usageError{err}
-		}
-		pages = policypages.NewHandler(site)
-		httpLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)))
-		if err != nil {
-			return fmt.Errorf("side HTTP listener: %w", err)
-		}
-		side = newSideServer(pages, logger)
-		go side.Serve(httpLn)
-		logger.Printf("%s pages listening on port %d.", dir.Title(), httpPort)
-	}
-	ln, err := smtpd.Listen(port)
-	if err != nil {
-		if side != nil {
-			side.Close()
-		}
-		return err
-	}
-
-	srv := smtpd.New(cfg, dir, logger)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	logger.Printf("%s filter listening on port %d.", dir.Title(), port)
-
-	for stopping := false; !stopping; {
-		select {
-		case err := <-done:
-			if side != nil {
-				side.Close()
-			}
-			return err
-		case <-hup:
-			if pages != nil {
-				reloadPages(cfgPath, pages, logger)
-			}
-		case <-ctx.Done():
-			stopping = true
-		}
-	}
-	logger.Printf("Stopping: finishing transactions in flight.")
-	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if side != nil {
-		go side.Shutdown(drain)
-	}
-	if err := srv.Shutdown(drain); err != nil {
-		logger.Printf("Stopped with transactions cut off: %v", err)
-	}
-	return <-done
+	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, log: logger, debug: debugLog}
+	return d.run(ctx)
 }
 
 func version() string {

@@ -290,11 +290,11 @@ func TestPagesReload(t *testing.T) {
 	shows("after 23 days")
 
 	rewrite("delete_mails_after = 23", "delete_mails_after = 31")
-	waitLog("Reloaded: pages rendered again.", 1)
+	waitLog("Reloaded "+d.iniPath+".", 1)
 	shows("after 31 days")
 
 	rewrite("delete_mails_after = 31", "delete_mails_after = 32\nlanguages = EN XX")
-	waitLog("Reload failed, keeping the pages in use: ", 1)
+	waitLog("Reload failed, keeping the running config and pages: ", 1)
 	shows("after 31 days")
 	if !strings.Contains(d.Log(), `languages: unknown language code "XX"`) {
 		t.Errorf("the log does not say what is wrong:\n%s", d.Log())
@@ -304,7 +304,7 @@ func TestPagesReload(t *testing.T) {
 	os.CopyFS(www, os.DirFS("../../policypages/testdata/www"))
 	os.WriteFile(filepath.Join(www, "src/privacy.md"), []byte("# Privacy\n{% endif %}\n"), 0o644)
 	rewrite("languages = EN XX", "www_folder = "+www)
-	waitLog("Reload failed, keeping the pages in use: ", 2)
+	waitLog("Reload failed, keeping the running config and pages: ", 2)
 	shows("after 31 days")
 	if !strings.Contains(d.Log(), "www/src/privacy.md:2:") {
 		t.Errorf("the log does not name the broken template:\n%s", d.Log())

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"strings"
+
+	"filtermail/config"
+	"filtermail/policypages"
+)
+
+// reload reads the config file again and renders the pages from it. Only
+// when both work do the filter and the pages take them; otherwise the log
+// says why and everything stays as it was.
+func (d *service) reload() {
+	next, err := config.Load(d.cfgPath)
+	var site *policypages.Site
+	if err == nil && d.pages != nil {
+		site, err = renderPages(next, d.log)
+	}
+	if err != nil {
+		d.metrics.Reloaded(false)
+		d.log.Printf("Reload failed, keeping the running config and pages: %v", err)
+		return
+	}
+	if keys := restartOnly(d.cfg, next); len(keys) > 0 {
+		d.log.Printf("Reload: %s changed; that takes a restart.", strings.Join(keys, ", "))
+	}
+	d.smtp.Reload(next)
+	if site != nil {
+		d.pages.Swap(site)
+	}
+	d.metrics.Reloaded(true)
+	d.log.Printf("Reloaded %s.", d.cfgPath)
+}
+
+// restartOnly lists the keys whose new values a reload cannot apply: the
+// ports, which are bound, and the size limit, which the SMTP server
+// announces.
+func restartOnly(running, next *config.Config) []string {
+	var keys []string
+	for _, k := range []struct {
+		key      string
+		old, new int64
+	}{
+		{"filtermail_smtp_port", int64(running.SMTPPort), int64(next.SMTPPort)},
+		{"filtermail_smtp_port_incoming", int64(running.SMTPPortIncoming), int64(next.SMTPPortIncoming)},
+		{"postfix_reinject_port", int64(running.ReinjectPort), int64(next.ReinjectPort)},
+		{"postfix_reinject_port_incoming", int64(running.ReinjectPortIncoming), int64(next.ReinjectPortIncoming)},
+		{"filtermail_http_port", int64(running.HTTPPort), int64(next.HTTPPort)},
+		{"filtermail_http_port_incoming", int64(running.HTTPPortIncoming), int64(next.HTTPPortIncoming)},
+		{"max_message_size", running.MaxMessageSize, next.MaxMessageSize},
+	} {
+		if k.old != k.new {
+			keys = append(keys, k.key)
+		}
+	}
+	return keys
+}

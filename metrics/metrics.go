@@ -1,0 +1,200 @@
+// Package metrics holds filtermail's Prometheus metrics in a registry of
+// their own. Every label value comes from a fixed set, whatever the
+// traffic: no address, no host name, no free text.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are one filter process's metrics. Each process filters one
+// direction, and every metric but the build info carries it as a label.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	messages         *prometheus.CounterVec
+	seipd            *prometheus.CounterVec
+	reinject         *prometheus.CounterVec
+	reinjectDuration prometheus.Observer
+	processing       prometheus.Observer
+	size             prometheus.Observer
+	recipients       prometheus.Observer
+	rateLimited      prometheus.Counter
+	connections      prometheus.Gauge
+	commands         *prometheus.CounterVec
+	reloads          *prometheus.CounterVec
+}
+
+// New returns the metrics of a filter for direction ("outgoing" or
+// "incoming"), with the Go runtime's and the process's own collectors and
+// the build info of version.
+func New(direction, version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	dir := prometheus.Labels{"direction": direction}
+	f := factory{reg: reg, labels: dir}
+	m := &Metrics{
+		reg: reg,
+		messages: f.counterVec("filtermail_messages_total",
+			"Messages decided at end of DATA, by verdict and by the rule that decided.", "verdict", "reason"),
+		seipd: f.counterVec("filtermail_openpgp_seipd_total",
+			"Encrypted messages by the version of their SEIPD packet.", "version"),
+		reinject: f.counterVec("filtermail_reinject_total",
+			"Hand-overs of accepted messages to Postfix, by outcome.", "result"),
+		reinjectDuration: f.histogram("filtermail_reinject_duration_seconds",
+			"Time to hand a message to Postfix, connection included.", prometheus.ExponentialBuckets(0.001, 2.5, 12)),
+		processing: f.histogram("filtermail_processing_duration_seconds",
+			"Time from the end of DATA to the reply, hand-over to Postfix included.", prometheus.ExponentialBuckets(0.001, 2.5, 12)),
+		size: f.histogram("filtermail_message_size_bytes",
+			"Size of the messages received.", prometheus.ExponentialBuckets(1024, 4, 10)),
+		recipients: f.histogram("filtermail_recipients",
+			"Recipients per message received.", []float64{1, 2, 3, 5, 10, 20, 50, 100, 1000}),
+		rateLimited: f.counter("filtermail_rate_limited_total",
+			"MAIL FROM commands refused because the sender was over its rate."),
+		connections: f.gauge("filtermail_smtp_connections",
+			"SMTP connections open now."),
+		commands: f.counterVec("filtermail_smtp_commands_total",
+			"SMTP commands by verb and by the class of the reply.", "command", "code_class"),
+		reloads: f.counterVec("filtermail_reloads_total",
+			"Reloads on SIGHUP, by outcome.", "result"),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "filtermail_build_info",
+		Help:        "Always 1; the labels say which filtermail runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	info.Set(1)
+	reg.MustRegister(info)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry is where the metrics are registered, for tests and for
+// collectors of other packages.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Message counts one decided message. verdict is "pass", "refuse" or
+// "tempfail"; reason is the rule that decided, from the filter's fixed
+// set.
+func (m *Metrics) Message(verdict, reason string) {
+	m.messages.WithLabelValues(verdict, reason).Inc()
+}
+
+// Received observes the size and the recipients of a message received in
+// full.
+func (m *Metrics) Received(size int64, recipients int) {
+	m.size.Observe(float64(size))
+	m.recipients.Observe(float64(recipients))
+}
+
+// SEIPD counts an encrypted message by its SEIPD packet's version.
+func (m *Metrics) SEIPD(version int) {
+	m.seipd.WithLabelValues(strconv.Itoa(version)).Inc()
+}
+
+// Reinject results.
+const (
+	ReinjectOK          = "ok"          // Postfix took the message
+	ReinjectRefused4xx  = "refused_4xx" // Postfix answered 4xx
+	ReinjectRefused5xx  = "refused_5xx" // Postfix answered 5xx
+	ReinjectUnreachable = "unreachable" // no connection or no greeting
+	ReinjectBroken      = "broken"      // the connection broke off
+)
+
+// Reinject counts one hand-over to Postfix that took d.
+func (m *Metrics) Reinject(result string, d time.Duration) {
+	m.reinject.WithLabelValues(result).Inc()
+	m.reinjectDuration.Observe(d.Seconds())
+}
+
+// Processed observes the time from the end of DATA to the reply.
+func (m *Metrics) Processed(d time.Duration) { m.processing.Observe(d.Seconds()) }
+
+// RateLimited counts a sender refused for its rate.
+func (m *Metrics) RateLimited() { m.rateLimited.Inc() }
+
+// ConnectionOpened and ConnectionClosed track the open SMTP connections.
+func (m *Metrics) ConnectionOpened() { m.connections.Inc() }
+func (m *Metrics) ConnectionClosed() { m.connections.Dec() }
+
+// commandVerbs are the verbs counted by name; any other is "other".
+var commandVerbs = []string{
+	"HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP",
+	"QUIT", "VRFY", "EXPN", "HELP", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD",
+}
+
+// EndOfData is the command label for the reply to a message's content.
+const EndOfData = "END-OF-DATA"
+
+// Command counts a command and its reply code.
+func (m *Metrics) Command(verb string, code int) {
+	label := "other"
+	verb = strings.ToUpper(verb)
+	if verb == EndOfData {
+		label = verb
+	}
+	for _, v := range commandVerbs {
+		if v == verb {
+			label = v
+		}
+	}
+	class := "other"
+	if code >= 200 && code < 600 {
+		class = strconv.Itoa(code/100) + "xx"
+	}
+	m.commands.WithLabelValues(label, class).Inc()
+}
+
+// Reloaded counts a SIGHUP reload that worked (ok) or did not.
+func (m *Metrics) Reloaded(ok bool) {
+	result := "failed"
+	if ok {
+		result = "ok"
+	}
+	m.reloads.WithLabelValues(result).Inc()
+}
+
+// factory registers metrics that carry the direction label.
+type factory struct {
+	reg    *prometheus.Registry
+	labels prometheus.Labels
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: f.labels}, labels)
+	f.reg.MustRegister(v)
+	return v
+}
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: f.labels})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: f.labels})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: f.labels, Buckets: buckets})
+	f.reg.MustRegister(h)
+	return h
+}

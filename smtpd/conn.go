@@ -1,0 +1,409 @@
+package smtpd
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"filtermail/metrics"
+)
+
+// maxCommandLine bounds an SMTP command line, parameters included.
+const maxCommandLine = 8192
+
+// drainGrace is how long a connection between transactions may take to
+// send its next command once the filter is stopping: enough for the QUIT
+// that follows a transaction.
+const drainGrace = time.Second
+
+// shutdownReply is the answer to a client that the stopping filter cuts
+// off.
+const shutdownReply = "421 4.3.2 Service shutting down, try again later\r\n"
+
+// paramListener hands out paramConns and keeps track of them, for the
+// metrics and for stopping.
+type paramListener struct {
+	net.Listener
+	m *metrics.Metrics
+
+	mu       sync.Mutex
+	conns    map[*paramConn]struct{}
+	draining bool
+}
+
+func newParamListener(ln net.Listener, m *metrics.Metrics) *paramListener {
+	return &paramListener{Listener: ln, m: m, conns: map[*paramConn]struct{}{}}
+}
+
+func (l *paramListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &paramConn{Conn: nc, l: l}
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	c.draining.Store(l.draining)
+	l.mu.Unlock()
+	l.m.ConnectionOpened()
+	return c, nil
+}
+
+// drain makes every connection finish the transaction it is in and then
+// end with a 421; connections between transactions end at once.
+func (l *paramListener) drain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.draining = true
+	for c := range l.conns {
+		c.draining.Store(true)
+		// Wake a read that waits for the next command.
+		c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// cutOff answers 421 on every connection still open and closes it.
+func (l *paramListener) cutOff() {
+	l.mu.Lock()
+	conns := make([]*paramConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.writeRaw(shutdownReply)
+		c.Close()
+	}
+}
+
+// paramConn is the server side of an SMTP connection, between the client
+// and go-smtp. It
+//
+//   - removes every parameter from RCPT TO commands before go-smtp reads
+//     them: Postfix passes on whatever its clients sent (ORCPT, NOTIFY,
+//     unknown and malformed ones), and filtermail accepts them all;
+//   - counts commands and their replies, and knows whether a transaction
+//     is open;
+//   - ends the connection with a 421 between transactions when the filter
+//     is stopping.
+//
+// It follows the session closely enough to leave message content alone: a
+// DATA body from the 354 reply to the end-of-data line, as go-smtp's data
+// reader sees it, and BDAT chunks by their size. Command lines longer than
+// maxCommandLine end the connection.
+type paramConn struct {
+	net.Conn
+	l *paramListener
+
+	// Read side, used by go-smtp's connection goroutine only.
+	in    []byte // read from the client, not yet looked at
+	out   []byte // looked at, ready for go-smtp
+	err   error  // the client connection's read error, once it came
+	state int
+	data  dataEnd // where a DATA body ends
+	chunk uint64  // bytes of the BDAT chunk still to come
+	buf   [4096]byte
+
+	// Written by go-smtp's connection goroutine: replies to the commands
+	// in pending, in order.
+	pending      []command
+	replies      replyScanner
+	accepted     bool      // the last DATA got 354
+	inTx         bool      // MAIL was accepted and the transaction is not over
+	readDeadline time.Time // as go-smtp last set it
+
+	draining atomic.Bool
+	wmu      sync.Mutex // writes: go-smtp's and a cut-off's 421
+	closing  sync.Once
+}
+
+// command is a command go-smtp was given, waiting for its reply.
+type command struct {
+	verb string
+	last bool // BDAT ... LAST
+}
+
+const (
+	stateCommand = iota
+	stateAfterDATA
+	stateData
+	stateChunk
+)
+
+func (c *paramConn) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.state == stateAfterDATA {
+			// go-smtp answers DATA before it reads again.
+			c.state = stateCommand
+			if c.accepted {
+				c.state, c.data = stateData, dataEnd{}
+			}
+		}
+		if len(c.in) == 0 && c.err == nil && (c.state == stateData || c.state == stateChunk) {
+			return c.readBody(p)
+		}
+		if c.process() {
+			continue
+		}
+		if c.err != nil {
+			if len(c.in) == 0 {
+				return 0, c.err
+			}
+			c.out, c.in = append(c.out, c.in...), nil
+			break
+		}
+		if err := c.readMore(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}
+
+// readMore reads from the client into c.in. Between transactions of a
+// stopping filter it waits drainGrace at most, then answers 421 and ends
+// the connection.
+func (c *paramConn) readMore() error {
+	idle := c.draining.Load() && c.state == stateCommand && !c.inTx
+	if idle {
+		c.Conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
+	n, err := c.Conn.Read(c.buf[:])
+	c.in = append(c.in, c.buf[:n]...)
+	if n == 0 && c.wokenByDrain(err) {
+		if !idle {
+			return nil // read again, with the grace
+		}
+		c.writeRaw(shutdownReply)
+		return io.EOF
+	}
+	c.err = quietError(err)
+	return nil
+}
+
+// readBody reads message content straight into p, keeping back what follows
+// its end.
+func (c *paramConn) readBody(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n == 0 && c.wokenByDrain(err) {
+		return 0, nil
+	}
+	c.err = quietError(err)
+	k := c.bodyPrefix(p[:n])
+	c.in = append(c.in, p[k:n]...)
+	if k == 0 && c.err != nil && len(c.in) == 0 {
+		return 0, c.err
+	}
+	return k, nil
+}
+
+// wokenByDrain reports whether err is a read timeout that drain caused,
+// or the drain grace running out, rather than go-smtp's own timeout. In a
+// transaction, go-smtp's deadline is put back for the next read.
+func (c *paramConn) wokenByDrain(err error) bool {
+	if !isTimeout(err) || !c.draining.Load() {
+		return false
+	}
+	if c.state == stateCommand && !c.inTx {
+		return true
+	}
+	if !c.readDeadline.IsZero() && !time.Now().Before(c.readDeadline) {
+		return false // go-smtp's timeout
+	}
+	c.Conn.SetReadDeadline(c.readDeadline)
+	return true
+}
+
+// bodyPrefix returns how much of b belongs to the body being read and
+// moves to command state when the body ends inside b.
+func (c *paramConn) bodyPrefix(b []byte) int {
+	if c.state == stateChunk {
+		k := int(min(uint64(len(b)), c.chunk))
+		if c.chunk -= uint64(k); c.chunk == 0 {
+			c.state = stateCommand
+		}
+		return k
+	}
+	k, done := c.data.scan(b)
+	if done {
+		c.state = stateCommand
+		c.pending = append(c.pending, command{verb: metrics.EndOfData})
+	}
+	return k
+}
+
+// process moves input to output and reports whether it made progress.
+func (c *paramConn) process() bool {
+	if len(c.in) == 0 {
+		return false
+	}
+	if c.state == stateData || c.state == stateChunk {
+		k := c.bodyPrefix(c.in)
+		c.out, c.in = append(c.out, c.in[:k]...), c.in[k:]
+		return true
+	}
+	i := bytes.IndexByte(c.in, '\n')
+	if i < 0 {
+		if len(c.in) > maxCommandLine {
+			c.in, c.err = nil, smtp.ErrTooLongLine
+		}
+		return false
+	}
+	line := c.in[:i+1]
+	c.in = c.in[i+1:]
+	verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
+	verb = strings.ToUpper(verb)
+	if c.draining.Load() && !c.inTx && (verb == "MAIL" || verb == "BDAT" || verb == "DATA") {
+		// No new transaction on a stopping filter.
+		c.writeRaw(shutdownReply)
+		c.in, c.err = nil, io.EOF
+		return false
+	}
+	cmd := command{verb: verb}
+	switch verb {
+	case "RCPT":
+		c.out = append(c.out, stripRcptParams(line)...)
+	case "DATA":
+		c.out = append(c.out, line...)
+		c.state = stateAfterDATA
+	case "BDAT":
+		c.out = append(c.out, line...)
+		size, ok := chunkSize(arg)
+		if ok && size > 0 {
+			c.state, c.chunk = stateChunk, size
+		}
+		cmd.last = ok && strings.HasSuffix(strings.ToUpper(strings.TrimSpace(arg)), "LAST")
+	default:
+		c.out = append(c.out, line...)
+	}
+	c.pending = append(c.pending, cmd)
+	return true
+}
+
+func (c *paramConn) Write(p []byte) (int, error) {
+	c.replies.scan(p, c.replied)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// replied takes note of a reply to the oldest command waiting for one.
+func (c *paramConn) replied(code int) {
+	if len(c.pending) == 0 {
+		return // the greeting, or a reply go-smtp sends on its own
+	}
+	cmd := c.pending[0]
+	c.pending = c.pending[1:]
+	c.l.m.Command(cmd.verb, code)
+	ok := code >= 200 && code < 400
+	switch cmd.verb {
+	case "MAIL":
+		c.inTx = ok
+	case "DATA":
+		c.accepted = code == 354
+		if !c.accepted {
+			c.inTx = false
+		}
+	case metrics.EndOfData, "RSET", "HELO", "EHLO", "LHLO":
+		c.inTx = false
+	case "BDAT":
+		if cmd.last || !ok {
+			c.inTx = false
+		}
+	}
+}
+
+// writeRaw writes a reply of filtermail's own, outside go-smtp.
+func (c *paramConn) writeRaw(reply string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.Conn.Write([]byte(reply))
+}
+
+// SetReadDeadline and SetDeadline remember go-smtp's read deadline, so
+// that a read woken by drain can go on with it.
+func (c *paramConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *paramConn) SetDeadline(t time.Time) error {
+	c.readDeadline = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *paramConn) Close() error {
+	err := net.ErrClosed
+	c.closing.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.m.ConnectionClosed()
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// quietError turns a client's reset of the connection into a plain end of
+// input: it is the client's way to leave, not a fault worth a log line.
+func quietError(err error) error {
+	if errors.Is(err, syscall.ECONNRESET) {
+		return io.EOF
+	}
+	return err
+}
+
+// replyScanner finds the final lines of SMTP replies in what the server
+// writes, however the writes split them.
+type replyScanner struct {
+	head [4]byte // the start of the current line
+	n    int     // bytes of head filled
+	skip bool    // the rest of the line does not matter
+}
+
+// scan calls final with the code of each final reply line in p.
+func (s *replyScanner) scan(p []byte, final func(code int)) {
+	for _, b := range p {
+		switch {
+		case b == '\n':
+			s.n, s.skip = 0, false
+		case s.skip:
+		default:
+			s.head[s.n] = b
+			if s.n++; s.n == len(s.head) {
+				s.skip = true
+				if s.head[3] == ' ' || s.head[3] == '\r' {
+					if code, ok := replyCode(s.head[:3]); ok {
+						final(code)
+					}
+				}
+			}
+		}
+	}
+}
+
+func replyCode(b []byte) (int, bool) {
+	code := 0
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		code = code*10 + int(d-'0')
+	}
+	return code, true
+}
