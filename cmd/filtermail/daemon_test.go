@@ -100,6 +100,9 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 		case <-time.After(10 * time.Second):
 			d.cmd.Process.Kill()
 		}
+		if strings.Contains(d.Log(), "DATA RACE") {
+			t.Error("the race detector found a data race") // with GOFLAGS=-race
+		}
 		if t.Failed() {
 			t.Logf("filtermail log:\n%s", d.Log())
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -38,6 +39,8 @@ type Sink struct {
 
 	mu       sync.Mutex
 	mode     Mode
+	delay    time.Duration
+	arrived  chan struct{} // closed when a message has been read in full
 	messages []Message
 	server   *smtp.Server
 	ln       net.Listener
@@ -60,6 +63,17 @@ func NewSink(t testing.TB, mode Mode) *Sink {
 	go s.server.Serve(ln)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// SetDelay makes the sink wait d after reading a message in full before it
+// answers, and returns a channel that is closed when the next message has
+// been read.
+func (s *Sink) SetDelay(d time.Duration) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+	s.arrived = make(chan struct{})
+	return s.arrived
 }
 
 // Addr returns the sink's host:port.
@@ -128,6 +142,14 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	ss.sink.mu.Lock()
+	delay, arrived := ss.sink.delay, ss.sink.arrived
+	ss.sink.arrived = nil
+	ss.sink.mu.Unlock()
+	if arrived != nil {
+		close(arrived)
+	}
+	time.Sleep(delay)
 	switch mode {
 	case TempFail:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Sink is busy"}
