@@ -76,6 +76,14 @@ func freePort(t testing.TB) int {
 // reinjecting into sink, plus the extra [params] lines given.
 func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, "", mode, sinkPort, extra...)
+}
+
+// startDaemonWith is startDaemon with a twist: how is "flag" for -v,
+// "env" for FILTERMAIL_LOG=debug, or "notify:PATH" for systemd's
+// NOTIFY_SOCKET.
+func startDaemonWith(t testing.TB, how, mode string, sinkPort int, extra ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, port: freePort(t), httpPort: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
 	portKey, reinjectKey, httpKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port"
 	if mode == "incoming" {
@@ -88,6 +96,14 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(binary, d.iniPath, mode)
+	switch {
+	case how == "flag":
+		d.cmd.Args = []string{binary, "-v", d.iniPath, mode}
+	case how == "env":
+		d.cmd.Env = append(os.Environ(), "FILTERMAIL_LOG=debug")
+	case strings.HasPrefix(how, "notify:"):
+		d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+strings.TrimPrefix(how, "notify:"))
+	}
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,6 +138,16 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 			t.Fatalf("filtermail did not listen: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitLog waits until the log holds line n times.
+func (d *daemon) waitLog(t testing.TB, line string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(d.Log(), line) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", line, d.Log())
+		}
 	}
 }
 

@@ -1,0 +1,49 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// Label values stay in fixed sets, whatever the client sends.
+func TestCommandLabels(t *testing.T) {
+	m := New("outgoing", "test")
+	for _, c := range []struct {
+		verb string
+		code int
+	}{
+		{"mail", 250}, {"MAIL", 450}, {"EHLO", 250}, {"alice@example.org", 500},
+		{strings.Repeat("X", 1000), 500}, {"", 500}, {"DATA", 354}, {EndOfData, 523}, {"QUIT", 0}, {"RCPT", 999},
+	} {
+		m.Command(c.verb, c.code)
+	}
+	want := map[[2]string]float64{
+		{"MAIL", "2xx"}: 1, {"MAIL", "4xx"}: 1, {"EHLO", "2xx"}: 1, {"other", "5xx"}: 3,
+		{"DATA", "3xx"}: 1, {EndOfData, "5xx"}: 1, {"QUIT", "other"}: 1, {"RCPT", "other"}: 1,
+	}
+	if n := testutil.CollectAndCount(m.commands); n != len(want) {
+		t.Errorf("%d label sets, want %d", n, len(want))
+	}
+	for labels, v := range want {
+		if got := testutil.ToFloat64(m.commands.WithLabelValues(labels[0], labels[1])); got != v {
+			t.Errorf("%v: %v, want %v", labels, got, v)
+		}
+	}
+}
+
+func TestRegistryLints(t *testing.T) {
+	m := New("incoming", "v1.0.0")
+	m.Message("pass", "encrypted")
+	m.Received(1234, 2)
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if !strings.HasPrefix(p.Metric, "go_") && !strings.HasPrefix(p.Metric, "process_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}

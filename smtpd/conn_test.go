@@ -1,0 +1,112 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log"
+	"net"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"filtermail/config"
+	"filtermail/metrics"
+)
+
+func TestReplyScanner(t *testing.T) {
+	replies := "220 hello\r\n250-first\r\n250-SIZE 10\r\n250 last\r\n354 go on\r\n421\r\n" +
+		"250\r\n999 odd\r\nxyz nothing\r\n550 5.1.1 no\r\n"
+	want := []int{220, 250, 354, 421, 250, 999, 550}
+	// Whole, and split at every byte.
+	for _, step := range []int{len(replies), 1, 3, 7} {
+		var s replyScanner
+		var got []int
+		for i := 0; i < len(replies); i += step {
+			s.scan([]byte(replies[i:min(i+step, len(replies))]), func(code int) { got = append(got, code) })
+		}
+		if len(got) != len(want) {
+			t.Fatalf("step %d: codes %v, want %v", step, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("step %d: codes %v, want %v", step, got, want)
+				break
+			}
+		}
+	}
+}
+
+// startServer runs an outgoing filter on a free port, reinjecting to a
+// port where nothing listens.
+func startServer(t *testing.T) *Server {
+	t.Helper()
+	cfg := &config.Config{MailDomain: "chat.example.org", ReinjectPort: 9, MaxMessageSize: 1 << 20,
+		MaxUserSendPerMinute: 60, MaxUserSendBurstSize: 10}
+	s := New(cfg, Outgoing, log.New(io.Discard, "", 0), metrics.New("outgoing", "test"))
+	if err := s.Listen(0); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	return s
+}
+
+func dialServer(t *testing.T, s *Server) (*textproto.Conn, net.Conn) {
+	t.Helper()
+	conn, err := net.Dial("tcp", s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	c := textproto.NewConn(conn)
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	return c, conn
+}
+
+func exchange(t *testing.T, c *textproto.Conn, line string, code int) {
+	t.Helper()
+	if err := c.PrintfLine("%s", line); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.ReadResponse(code); err != nil {
+		t.Fatalf("%s: %v %s", line, err, msg)
+	}
+}
+
+// When the drain runs out, a client still in a transaction gets a 421 and
+// the connection closes.
+func TestShutdownCutsOff(t *testing.T) {
+	s := startServer(t)
+	c, conn := dialServer(t, s)
+	exchange(t, c, "EHLO client.test", 250)
+	exchange(t, c, "MAIL FROM:<alice@chat.example.org>", 250)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); err == nil {
+		t.Error("Shutdown did not report the cut-off")
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.3.2 ") {
+		t.Errorf("client got %q, %v; want a 421", line, err)
+	}
+}
+
+// A client between transactions is told at once.
+func TestShutdownIdle(t *testing.T) {
+	s := startServer(t)
+	c, _ := dialServer(t, s)
+	exchange(t, c, "EHLO client.test", 250)
+	start := time.Now()
+	go s.Shutdown(context.Background())
+	if _, msg, err := c.ReadResponse(421); err != nil {
+		t.Errorf("idle client: %v %s", err, msg)
+	}
+	if d := time.Since(start); d > drainGrace+time.Second {
+		t.Errorf("the 421 took %v", d)
+	}
+}
