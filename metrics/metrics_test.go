@@ -1,8 +1,12 @@
 package metrics
 
 import (
+	"encoding/json"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -45,5 +49,61 @@ func TestRegistryLints(t *testing.T) {
 		if !strings.HasPrefix(p.Metric, "go_") && !strings.HasPrefix(p.Metric, "process_") {
 			t.Errorf("%s: %s", p.Metric, p.Text)
 		}
+	}
+}
+
+// Every metric the Grafana dashboard queries exists.
+func TestDashboardQueriesExist(t *testing.T) {
+	m := New("outgoing", "test")
+	m.Message("pass", "encrypted")
+	m.Received(1, 1)
+	m.SEIPD(2)
+	m.Reinject(ReinjectOK, time.Millisecond)
+	m.Processed(time.Millisecond)
+	m.RateLimited()
+	m.ConnectionOpened()
+	m.Command("MAIL", 250)
+	m.Reloaded(true)
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	data, err := os.ReadFile("grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	used := regexp.MustCompile(`\b(filtermail|go|process)_[a-z_]+`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, name := range used.FindAllString(target.Expr, -1) {
+				n++
+				base := name
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if b, ok := strings.CutSuffix(name, suffix); ok && names[b] {
+						base = b
+					}
+				}
+				if !names[base] {
+					t.Errorf("panel %q queries %s, which filtermail does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d metric names found in the dashboard", n)
 	}
 }

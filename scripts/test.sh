@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test of filtermail. Installs the tools the tests use (GnuPG,
-# Sequoia, Chromium) with apt-get when they are missing; needs root for that.
+# Sequoia, Chromium, systemd-analyze) with apt-get when they are missing;
+# needs root for that.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,7 @@ missing=""
 command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
 command -v sq >/dev/null 2>&1 || missing="$missing sq"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 if [ -n "$missing" ]; then
 	echo "Installing:$missing"
 	apt-get update -qq
