@@ -132,9 +132,6 @@ func (s *Server) Serve() error {
 	return err
 }
 
-// Close closes the listener of a filter that is not served.
-func (s *Server) Close() error { return s.ln.Close() }
-
 // Shutdown stops accepting connections and lets the open ones finish the
 // transaction they are in; connections between transactions get a 421 and
 // close. When ctx is done first, the connections still open get a 421 and
