@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log"
@@ -109,4 +110,60 @@ func TestShutdownIdle(t *testing.T) {
 	if d := time.Since(start); d > drainGrace+time.Second {
 		t.Errorf("the 421 took %v", d)
 	}
+}
+
+// fakeConn hands out the client's bytes a few at a time.
+type fakeConn struct {
+	net.Conn
+	in   []byte
+	step int
+}
+
+func (f *fakeConn) Read(p []byte) (int, error) {
+	if len(f.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, f.in[:min(len(f.in), f.step)])
+	f.in = f.in[n:]
+	return n, nil
+}
+
+func (f *fakeConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (f *fakeConn) SetReadDeadline(time.Time) error  { return nil }
+func (f *fakeConn) SetWriteDeadline(time.Time) error { return nil }
+func (f *fakeConn) Close() error                     { return nil }
+
+// FuzzParamConn feeds arbitrary client input through a connection while
+// the server answers, and checks that nothing is lost but RCPT parameters.
+func FuzzParamConn(f *testing.F) {
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n"), uint8(7), true)
+	f.Add([]byte("BDAT 5 LAST\r\nhelloRSET\r\n"), uint8(3), false)
+	f.Fuzz(func(t *testing.T, input []byte, step uint8, accept bool) {
+		l := newParamListener(nil, metrics.New("outgoing", "test"))
+		fc := &fakeConn{in: input, step: int(step%64) + 1}
+		c := &paramConn{Conn: fc, l: l}
+		l.conns[c] = struct{}{}
+		l.m.ConnectionOpened()
+		var out []byte
+		buf := make([]byte, 100)
+		for range 10000 {
+			n, err := c.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+			reply := "250 ok\r\n"
+			if accept && bytes.HasSuffix(bytes.ToUpper(out), []byte("DATA\r\n")) {
+				reply = "354 go on\r\n"
+			}
+			c.Write([]byte(reply))
+		}
+		c.Close()
+		if len(out) > len(input)+len(input)/2+16 {
+			t.Fatalf("%d bytes out of %d in", len(out), len(input))
+		}
+		if !bytes.Contains(input, []byte("RCPT")) && !bytes.Contains(bytes.ToUpper(input), []byte("RCPT")) && !bytes.Equal(out, input) {
+			t.Fatalf("input without RCPT changed:\n%q\n%q", input, out)
+		}
+	})
 }
