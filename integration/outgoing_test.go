@@ -1,0 +1,140 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
+)
+
+const (
+	alice = "alice@" + domain
+	bob   = "bob@example.net" // on the internet: the sink
+	carol = "carol@" + domain
+)
+
+// relay is Postfix with filtermail in both of a relay's places, the way
+// relays wire them: the submission service and the MX service pass each
+// transaction to filtermail (smtpd_proxy_filter), which reinjects what
+// passes into two plain smtpd services with maxproc 100.
+type relay struct {
+	*postfix
+	sink                   *smtpdtest.Sink
+	filterOut, filterIn    int // filtermail's SMTP ports
+	httpOut, httpIn        int
+	submission, mx, aqueue int // Postfix's ports for clients
+	mailboxes              string
+}
+
+func startRelay(t *testing.T, params ...string) *relay {
+	t.Helper()
+	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept),
+		filterOut: freePort(t), filterIn: freePort(t), httpOut: freePort(t), httpIn: freePort(t)}
+	r.postfix = startPostfix(t, postfixConfig{
+		SinkPort:  r.sink.Port,
+		Mailboxes: []string{"alice", "carol", "strict", "echo"},
+		Services: []service{
+			{Name: "submission", Options: []string{
+				"smtpd_client_connection_count_limit=1000",
+				"smtpd_proxy_filter=127.0.0.1:" + itoa(r.filterOut)}},
+			{Name: "mx", Options: []string{"smtpd_proxy_filter=127.0.0.1:" + itoa(r.filterIn)}},
+			{Name: "aftersubmission", Options: []string{"content_filter=smtp:[127.0.0.1]:" + itoa(r.filterOut)}},
+			{Name: "reinject", MaxProc: "100"},
+			{Name: "reinject_incoming", MaxProc: "100"},
+		},
+	})
+	r.submission, r.mx, r.aqueue = r.Ports["submission"], r.Ports["mx"], r.Ports["aftersubmission"]
+	r.mailboxes = r.mailDir
+	common := append([]string{
+		"mail_domain = " + domain,
+		"mailboxes_dir = " + r.mailDir,
+		fmt.Sprintf("filtermail_smtp_port = %d", r.filterOut),
+		fmt.Sprintf("filtermail_smtp_port_incoming = %d", r.filterIn),
+		fmt.Sprintf("postfix_reinject_port = %d", r.Ports["reinject"]),
+		fmt.Sprintf("postfix_reinject_port_incoming = %d", r.Ports["reinject_incoming"]),
+		fmt.Sprintf("filtermail_http_port = %d", r.httpOut),
+		fmt.Sprintf("filtermail_http_port_incoming = %d", r.httpIn),
+	}, params...)
+	startFiltermail(t, "outgoing", common...)
+	startFiltermail(t, "incoming", common...)
+	return r
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func TestOutgoingBeforeQueue(t *testing.T) {
+	r := startRelay(t, "passthrough_recipients = echo@"+domain)
+	c := dialSMTP(t, r.submission)
+
+	// Encrypted, with every DSN parameter, to a local user and to the
+	// internet.
+	encrypted := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello through Postfix")))
+	c.want("MAIL FROM:<"+alice+"> RET=HDRS ENVID=QQ314159", "250")
+	c.want("RCPT TO:<"+carol+"> NOTIFY=SUCCESS,DELAY,FAILURE ORCPT=rfc822;"+carol, "250")
+	c.want("RCPT TO:<"+bob+"> NOTIFY=FAILURE ORCPT=rfc822;"+bob, "250")
+	c.wantData(encrypted, "250")
+
+	// Cleartext is refused at the end of DATA and never queued.
+	cleartext := filtertest.Plain(alice, bob, "hi", "secret words")
+	c.want("MAIL FROM:<"+alice+">", "250")
+	c.want("RCPT TO:<"+bob+">", "250")
+	if got := c.wantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed: Invalid Unencrypted Mail") {
+		t.Errorf("cleartext: %q", got)
+	}
+
+	// Cleartext to a passthrough recipient goes through.
+	toEcho := filtertest.Plain(alice, "echo@"+domain, "hi", "echo me")
+	c.want("MAIL FROM:<"+alice+">", "250")
+	c.want("RCPT TO:<echo@"+domain+">", "250")
+	c.wantData(toEcho, "250")
+
+	got := r.waitMailbox("carol", 1)
+	if !samePayload(got[0], encrypted) {
+		t.Errorf("carol's copy lost its encrypted payload:\n%s", got[0])
+	}
+	if msgs := r.waitSink(1); !samePayload(msgs[0].Data, encrypted) || msgs[0].From != alice {
+		t.Errorf("the internet's copy: from %s, payload intact %v", msgs[0].From, samePayload(msgs[0].Data, encrypted))
+	}
+	if got := r.waitMailbox("echo", 1); !bytes.Contains(got[0], []byte("echo me")) {
+		t.Error("echo's message is wrong")
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, m := range r.sink.Messages() {
+		if bytes.Contains(m.Data, []byte("secret words")) {
+			t.Error("the refused cleartext reached the internet")
+		}
+	}
+	if strings.Contains(r.Log(), "secret words") || !r.QueueEmpty() {
+		t.Error("the refused message was queued")
+	}
+}
+
+// samePayload reports whether got holds sent's armored OpenPGP message
+// unchanged; maildirs store lines with LF, SMTP with CRLF.
+func samePayload(got, sent []byte) bool {
+	lf := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
+	sent = lf(sent)
+	i := bytes.Index(sent, []byte("-----BEGIN PGP MESSAGE-----"))
+	j := bytes.Index(sent, []byte("-----END PGP MESSAGE-----"))
+	if i < 0 || j < i {
+		return false
+	}
+	return bytes.Contains(lf(got), sent[i:j])
+}
+
+func (r *relay) waitSink(n int) []smtpdtest.Message {
+	r.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		msgs := r.sink.Messages()
+		if len(msgs) >= n {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the sink has %d messages, want %d", len(msgs), n)
+		}
+	}
+}

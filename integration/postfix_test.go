@@ -1,0 +1,271 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// domain is the relay's mail domain in these tests.
+const domain = "chat.example.org"
+
+// postfix is a private Postfix instance: its own config, queue, maildirs
+// and log in a temporary folder, on loopback ports.
+type postfix struct {
+	t       *testing.T
+	dir     string // everything lives here
+	conf    string // config_directory
+	Ports   map[string]int
+	mailDir string // virtual maildirs: mail/<domain>/<user>/
+}
+
+// postfixConfig describes an instance: the [params] of smtpd services in
+// master.cf, each listening on its own port.
+type postfixConfig struct {
+	Services  []service
+	SinkPort  int      // relayhost: the internet
+	Mailboxes []string // local parts with a maildir
+}
+
+// service is one smtpd in master.cf. Options are its -o settings.
+type service struct {
+	Name    string
+	MaxProc string
+	Options []string
+}
+
+const mainCF = `compatibility_level = 3.6
+queue_directory = {{.Dir}}/queue
+data_directory = {{.Dir}}/data
+maillog_file_prefixes = {{.Dir}}
+maillog_file = {{.Dir}}/maillog
+myhostname = relay.test
+mydomain = ` + domain + `
+myorigin = $mydomain
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+relayhost = [127.0.0.1]:{{.SinkPort}}
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtp_dns_support_level = disabled
+disable_dns_lookups = yes
+alias_maps =
+alias_database =
+local_recipient_maps =
+local_transport = error:no local delivery
+virtual_mailbox_domains = ` + domain + `
+virtual_mailbox_base = {{.Dir}}/mail
+virtual_mailbox_maps = texthash:{{.Dir}}/conf/vmailbox
+virtual_uid_maps = static:{{.UID}}
+virtual_gid_maps = static:{{.GID}}
+message_size_limit = 52428800
+virtual_mailbox_limit = 0
+smtpd_proxy_timeout = 100s
+delay_warning_time = 0
+bounce_queue_lifetime = 0
+maximal_queue_lifetime = 1h
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+notify_classes =
+`
+
+const masterCF = `{{range .Services}}127.0.0.1:{{index $.Ports .Name}} inet n - n - {{or .MaxProc "-"}} smtpd
+  -o syslog_name=postfix/{{.Name}}
+{{range .Options}}  -o {{.}}
+{{end}}{{end}}pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// registerMu serialises changes to the default instance's
+// alternate_config_directories.
+var registerMu sync.Mutex
+
+// startPostfix sets up and starts a private Postfix instance. It is
+// stopped, unregistered and removed when the test ends, whether it passed
+// or not.
+func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
+	t.Helper()
+	for _, tool := range []string{"postfix", "postconf"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed; scripts/test.sh installs Postfix", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "filtermail-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Ports: map[string]int{}, mailDir: filepath.Join(dir, "mail", domain)}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, s := range cfg.Services {
+		p.Ports[s.Name] = freePort(t)
+	}
+	// Postfix's processes run as its own users: they must reach the
+	// folders, and the virtual delivery agent writes as nobody.
+	os.Chmod(dir, 0o755)
+	for _, sub := range []string{"conf", "data", "queue"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	owner, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatalf("no postfix user: %v", err)
+	}
+	uid, _ := strconv.Atoi(owner.Uid)
+	gid, _ := strconv.Atoi(owner.Gid)
+	os.Chown(filepath.Join(dir, "data"), uid, gid)
+	nobody := 65534
+	var vmailbox strings.Builder
+	for _, user := range cfg.Mailboxes {
+		fmt.Fprintf(&vmailbox, "%s@%s %s/%s/\n", user, domain, domain, user)
+	}
+	os.MkdirAll(p.mailDir, 0o755)
+	os.Chown(filepath.Join(dir, "mail"), nobody, nobody)
+	os.Chown(p.mailDir, nobody, nobody)
+	os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(vmailbox.String()), 0o644)
+	data := map[string]any{"Dir": dir, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
+		"Services": cfg.Services, "Ports": p.Ports}
+	writeTemplate(t, filepath.Join(p.conf, "main.cf"), mainCF, data)
+	writeTemplate(t, filepath.Join(p.conf, "master.cf"), masterCF, data)
+
+	registerMu.Lock()
+	defer registerMu.Unlock()
+	setAlternates(t, func(dirs []string) []string { return append(dirs, p.conf) })
+	t.Cleanup(func() {
+		p.run("stop")
+		registerMu.Lock()
+		defer registerMu.Unlock()
+		setAlternates(t, func(dirs []string) []string {
+			return slices.DeleteFunc(dirs, func(d string) bool { return d == p.conf })
+		})
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+			t.Logf("Postfix log:\n%s", log)
+		}
+	})
+	if out, err := p.run("start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+		t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
+	}
+	for name, port := range p.Ports {
+		waitListening(t, "Postfix "+name, port)
+	}
+	return p
+}
+
+func writeTemplate(t *testing.T, path, text string, data any) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := template.Must(template.New(path).Parse(text)).Execute(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setAlternates edits alternate_config_directories of the default
+// instance, which must list an instance's folder before it may start.
+func setAlternates(t *testing.T, edit func([]string) []string) {
+	t.Helper()
+	out, err := exec.Command("postconf", "-h", "alternate_config_directories").Output()
+	if err != nil {
+		t.Fatalf("postconf: %v", err)
+	}
+	dirs := edit(strings.Fields(strings.ReplaceAll(string(out), ",", " ")))
+	if out, err := exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " ")).CombinedOutput(); err != nil {
+		t.Fatalf("postconf -e: %v\n%s", err, out)
+	}
+}
+
+// run runs `postfix -c CONF cmd`. Postfix prints its errors only to a
+// terminal, so it runs under script(1).
+func (p *postfix) run(cmd string) (string, error) {
+	out, err := exec.Command("script", "-q", "-e", "-c", "postfix -c "+p.conf+" "+cmd, "/dev/null").CombinedOutput()
+	return string(out), err
+}
+
+// Log returns the instance's maillog.
+func (p *postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
+	return string(b)
+}
+
+// QueueEmpty reports whether no message waits in the queue.
+func (p *postfix) QueueEmpty() bool {
+	out, _ := exec.Command("postqueue", "-c", p.conf, "-j").Output()
+	return len(bytes.TrimSpace(out)) == 0
+}
+
+// Mailbox returns the messages delivered to user's maildir.
+func (p *postfix) Mailbox(user string) [][]byte {
+	var msgs [][]byte
+	files, _ := filepath.Glob(filepath.Join(p.mailDir, user, "new", "*"))
+	slices.Sort(files)
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			msgs = append(msgs, b)
+		}
+	}
+	return msgs
+}
+
+// waitMailbox waits until user has n messages and returns them.
+func (p *postfix) waitMailbox(user string, n int) [][]byte {
+	p.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		msgs := p.Mailbox(user)
+		if len(msgs) >= n {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s has %d messages, want %d", user, len(msgs), n)
+		}
+	}
+}
+
+func waitListening(t *testing.T, what string, port int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not listen on %d: %v", what, port, err)
+		}
+	}
+}
