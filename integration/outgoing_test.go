@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +138,88 @@ func (r *relay) waitSink(n int) []smtpdtest.Message {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("the sink has %d messages, want %d", len(msgs), n)
 		}
+	}
+}
+
+// The rate limit's 450 reaches the client through Postfix, at MAIL FROM.
+func TestOutgoingRateLimitThroughPostfix(t *testing.T) {
+	r := startRelay(t, "max_user_send_per_minute = 1", "max_user_send_burst_size = 2")
+	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV4(t, []byte("hi")))
+	c := dialSMTP(t, r.submission)
+	for range 2 {
+		c.want("MAIL FROM:<"+alice+">", "250")
+		c.want("RCPT TO:<"+bob+">", "250")
+		c.wantData(msg, "250")
+	}
+	// Postfix connects to the filter when the first recipient is
+	// accepted, and passes MAIL FROM on then; filtermail's answer to it
+	// comes back as the answer to RCPT.
+	c.want("MAIL FROM:<"+alice+">", "250")
+	got := c.cmd("RCPT TO:<" + bob + ">")
+	if !strings.HasPrefix(got, "450") || !strings.Contains(got, "Too much mail from <"+alice+">") {
+		t.Errorf("third message: %q, want filtermail's 450", got)
+	}
+	r.waitSink(2)
+}
+
+// Before-queue on the MX service, with filtermail incoming.
+func TestIncomingBeforeQueue(t *testing.T) {
+	r := startRelay(t)
+	strict := "strict@" + domain
+	markStrict(t, r)
+	c := dialSMTP(t, r.mx)
+
+	encrypted := filtertest.Encrypted(bob, strict, filtertest.GoCryptoV6(t, []byte("for strict")))
+	c.want("MAIL FROM:<"+bob+">", "250")
+	c.want("RCPT TO:<"+strict+">", "250")
+	c.wantData(encrypted, "250")
+
+	cleartext := filtertest.Plain(bob, strict, "hi", "plain words for strict")
+	c.want("MAIL FROM:<"+bob+">", "250")
+	c.want("RCPT TO:<"+strict+">", "250")
+	if got := c.wantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed") {
+		t.Errorf("cleartext to strict: %q", got)
+	}
+
+	toCarol := filtertest.Plain(bob, carol, "hi", "plain words for carol")
+	c.want("MAIL FROM:<"+bob+">", "250")
+	c.want("RCPT TO:<"+carol+">", "250")
+	c.wantData(toCarol, "250")
+
+	report := filtertest.Message(
+		"From: MAILER-DAEMON@example.net\r\nTo: "+strict+"\r\nSubject: Undelivered Mail\r\nAuto-Submitted: auto-replied\r\n"+
+			"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b1\r\n",
+		"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\n"+
+			"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; example.net\r\n\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--b1--\r\n")
+	c.want("MAIL FROM:<>", "250")
+	c.want("RCPT TO:<"+strict+">", "250")
+	c.wantData(report, "250")
+
+	got := r.waitMailbox("strict", 2)
+	if !samePayload(got[0], encrypted) {
+		t.Error("strict's encrypted message lost its payload")
+	}
+	if !bytes.Contains(got[1], []byte("Your message could not be delivered.")) {
+		t.Error("the delivery report did not arrive")
+	}
+	if got := r.waitMailbox("carol", 1); !bytes.Contains(got[0], []byte("plain words for carol")) {
+		t.Error("carol's cleartext did not arrive")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(r.Mailbox("strict")) != 2 || !r.QueueEmpty() {
+		t.Error("the refused cleartext was delivered or queued")
+	}
+}
+
+// markStrict gives strict@ the marker that refuses incoming cleartext; the
+// maildir's folder is Postfix's, the marker is read by filtermail.
+func markStrict(t *testing.T, r *relay) {
+	t.Helper()
+	dir := filepath.Join(r.mailboxes, "strict@"+domain)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "enforceE2EEincoming"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,11 +1,12 @@
 #!/bin/sh
-# Runs every test of filtermail. Installs the tools the tests use (GnuPG,
-# Sequoia, Chromium, systemd-analyze) with apt-get when they are missing;
-# needs root for that.
+# Runs every test of filtermail. Installs the tools the tests use (Postfix,
+# GnuPG, Sequoia, Chromium, systemd-analyze) with apt-get when they are
+# missing; needs root for that.
 set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
+command -v postfix >/dev/null 2>&1 || missing="$missing postfix"
 command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
 command -v sq >/dev/null 2>&1 || missing="$missing sq"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
@@ -13,6 +14,9 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 if [ -n "$missing" ]; then
 	echo "Installing:$missing"
 	apt-get update -qq
+	# Postfix without a configuration of its own: the tests run private
+	# instances.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
