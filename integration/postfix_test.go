@@ -236,7 +236,8 @@ func (p *postfix) QueueEmpty() bool {
 	return len(bytes.TrimSpace(out)) == 0
 }
 
-// Mailbox returns the messages delivered to user's maildir.
+// Mailbox returns the messages delivered to user's maildir, in no
+// particular order.
 func (p *postfix) Mailbox(user string) [][]byte {
 	var msgs [][]byte
 	files, _ := filepath.Glob(filepath.Join(p.mailDir, user, "new", "*"))
