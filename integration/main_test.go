@@ -45,10 +45,28 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// filtermailProc is a running filtermail.
+type filtermailProc struct {
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	exited chan struct{}
+}
+
+// stop ends the process with SIGTERM, or SIGKILL after 10 s.
+func (p *filtermailProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
 // startFiltermail runs `filtermail CONFIG mode` with the given [params]
 // lines and waits until its listeners accept. It is stopped with SIGTERM
 // when the test ends.
-func startFiltermail(t *testing.T, mode string, params ...string) {
+func startFiltermail(t *testing.T, mode string, params ...string) *filtermailProc {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "chatmail.ini")
 	ini := "[params]\n" + strings.Join(params, "\n") + "\n"
@@ -63,14 +81,9 @@ func startFiltermail(t *testing.T, mode string, params ...string) {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	p := &filtermailProc{cmd: cmd, log: log, exited: exited}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
+		p.stop()
 		if t.Failed() {
 			t.Logf("filtermail log:\n%s", log.String())
 		}
@@ -82,7 +95,7 @@ func startFiltermail(t *testing.T, mode string, params ...string) {
 		default:
 		}
 		if strings.Contains(log.String(), "filter listening on port") {
-			return
+			return p
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("filtermail did not start: %s", log.String())

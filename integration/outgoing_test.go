@@ -31,6 +31,7 @@ type relay struct {
 	httpOut, httpIn        int
 	submission, mx, aqueue int // Postfix's ports for clients
 	mailboxes              string
+	outgoing, incoming     *filtermailProc
 }
 
 func startRelay(t *testing.T, params ...string) *relay {
@@ -62,8 +63,8 @@ func startRelay(t *testing.T, params ...string) *relay {
 		fmt.Sprintf("filtermail_http_port = %d", r.httpOut),
 		fmt.Sprintf("filtermail_http_port_incoming = %d", r.httpIn),
 	}, params...)
-	startFiltermail(t, "outgoing", common...)
-	startFiltermail(t, "incoming", common...)
+	r.outgoing = startFiltermail(t, "outgoing", common...)
+	r.incoming = startFiltermail(t, "incoming", common...)
 	return r
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -24,8 +25,9 @@ const domain = "chat.example.org"
 // and log in a temporary folder, on loopback ports.
 type postfix struct {
 	t       *testing.T
-	dir     string // everything lives here
-	conf    string // config_directory
+	data    map[string]any // what main.cf and master.cf are made of
+	dir     string         // everything lives here
+	conf    string         // config_directory
 	Ports   map[string]int
 	mailDir string // virtual maildirs: mail/<domain>/<user>/
 }
@@ -157,6 +159,7 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(vmailbox.String()), 0o644)
 	data := map[string]any{"Dir": dir, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
 		"Services": cfg.Services, "Ports": p.Ports}
+	p.data = data
 	writeTemplate(t, filepath.Join(p.conf, "main.cf"), mainCF, data)
 	writeTemplate(t, filepath.Join(p.conf, "master.cf"), masterCF, data)
 
@@ -222,6 +225,38 @@ func setAlternates(t *testing.T, edit func([]string) []string) {
 func (p *postfix) run(cmd string) (string, error) {
 	out, err := exec.Command("script", "-q", "-e", "-c", "postfix -c "+p.conf+" "+cmd, "/dev/null").CombinedOutput()
 	return string(out), err
+}
+
+// setService turns the smtpd service name off or on again, with a
+// `postfix reload`, and waits until its port follows.
+func (p *postfix) setService(name string, on bool) {
+	p.t.Helper()
+	all := p.data["Services"].([]service)
+	var services []service
+	for _, s := range all {
+		if s.Name != name || on {
+			services = append(services, s)
+		}
+	}
+	data := maps.Clone(p.data)
+	data["Services"] = services
+	writeTemplate(p.t, filepath.Join(p.conf, "master.cf"), masterCF, data)
+	if out, err := p.run("reload"); err != nil {
+		p.t.Fatalf("postfix reload: %v\n%s", err, out)
+	}
+	port := p.Ports[name]
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) == on {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("service %s did not turn %v", name, on)
+		}
+	}
 }
 
 // Log returns the instance's maillog.
