@@ -204,7 +204,7 @@ func writeTemplate(t *testing.T, path, text string, data any) {
 func setAlternates(t *testing.T, edit func([]string) []string) {
 	t.Helper()
 	// Postfix installed without a configuration has no main.cf yet.
-	if out, err := exec.Command("postconf", "-h", "config_directory").Output(); err == nil {
+	if out, err := exec.Command("postconf", "-d", "-h", "config_directory").Output(); err == nil {
 		mainCF := filepath.Join(strings.TrimSpace(string(out)), "main.cf")
 		if _, err := os.Stat(mainCF); os.IsNotExist(err) {
 			os.WriteFile(mainCF, nil, 0o644)
