@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
 )
 
 // filtermail as an after-queue content_filter hop: Postfix queues first,
@@ -14,18 +15,18 @@ import (
 // What filtermail refuses, Postfix bounces to the sender.
 func TestAfterQueue(t *testing.T) {
 	r := startRelay(t)
-	c := dialSMTP(t, r.aqueue)
+	c := smtpdtest.Dial(t, r.aqueue)
 
 	encrypted := filtertest.Encrypted(alice, carol, filtertest.GoCryptoV6(t, []byte("after the queue")))
-	c.want("MAIL FROM:<"+alice+">", "250")
-	c.want("RCPT TO:<"+carol+">", "250")
-	c.want("RCPT TO:<"+bob+">", "250")
-	c.wantData(encrypted, "250") // queued by Postfix
+	c.Want("MAIL FROM:<"+alice+">", "250")
+	c.Want("RCPT TO:<"+carol+">", "250")
+	c.Want("RCPT TO:<"+bob+">", "250")
+	c.WantData(encrypted, "250") // queued by Postfix
 
 	cleartext := filtertest.Plain(alice, bob, "hi", "cleartext after the queue")
-	c.want("MAIL FROM:<"+alice+">", "250")
-	c.want("RCPT TO:<"+bob+">", "250")
-	c.wantData(cleartext, "250") // queued too: the verdict comes later
+	c.Want("MAIL FROM:<"+alice+">", "250")
+	c.Want("RCPT TO:<"+bob+">", "250")
+	c.WantData(cleartext, "250") // queued too: the verdict comes later
 
 	if got := r.waitMailbox("carol", 1); !samePayload(got[0], encrypted) {
 		t.Error("carol's copy lost its payload")

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"filtermail/policypages"
+	"filtermail/smtpd/smtpdtest"
 )
 
 // outputDir receives what the tests make for people to look at.
@@ -119,7 +120,7 @@ func TestBrowserSeesCSPViolations(t *testing.T) {
 }
 
 func TestBrowserPages(t *testing.T) {
-	smtpPort, httpPort := freePort(t), freePort(t)
+	smtpPort, httpPort := smtpdtest.FreePort(t), smtpdtest.FreePort(t)
 	startFiltermail(t, "outgoing",
 		"mail_domain = chat.example.org",
 		fmt.Sprintf("filtermail_smtp_port = %d", smtpPort),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
 )
 
 // With filtermail stopped, Postfix tells the client to try again, and
@@ -13,9 +14,9 @@ import (
 func TestFiltermailDownThroughPostfix(t *testing.T) {
 	r := startRelay(t)
 	r.outgoing.stop()
-	c := dialSMTP(t, r.submission)
+	c := smtpdtest.Dial(t, r.submission)
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("while the filter is down")))
-	got := sendStages(c, alice, bob, msg)
+	got := c.Send(alice, []string{bob}, msg)
 	t.Logf("filter down, the client got: %s", got)
 	if !strings.HasPrefix(got, "4") {
 		t.Errorf("filter down: %q, want a temporary error", got)
@@ -33,15 +34,15 @@ func TestReinjectionDownThroughPostfix(t *testing.T) {
 	r := startRelay(t)
 	r.setService("reinject", false)
 	msg := filtermailMessage(t)
-	c := dialSMTP(t, r.submission)
-	got := sendStages(c, alice, bob, msg)
+	c := smtpdtest.Dial(t, r.submission)
+	got := c.Send(alice, []string{bob}, msg)
 	t.Logf("reinjection down, the client got: %s", got)
 	if !strings.HasPrefix(got, "451") || !strings.Contains(got, "try again later") {
 		t.Errorf("reinjection down: %q, want filtermail's 451", got)
 	}
 	r.setService("reinject", true)
-	c = dialSMTP(t, r.submission)
-	if got := sendStages(c, alice, bob, msg); !strings.HasPrefix(got, "250") {
+	c = smtpdtest.Dial(t, r.submission)
+	if got := c.Send(alice, []string{bob}, msg); !strings.HasPrefix(got, "250") {
 		t.Errorf("retry: %q", got)
 	}
 	if got := r.waitSink(1); len(got) != 1 || !samePayload(got[0].Data, msg) {
@@ -51,22 +52,4 @@ func TestReinjectionDownThroughPostfix(t *testing.T) {
 
 func filtermailMessage(t *testing.T) []byte {
 	return filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("retried")))
-}
-
-// sendStages runs one transaction and returns the first reply that is not
-// a success, or the reply at the end of data.
-func sendStages(c *smtpClient, from, to string, msg []byte) string {
-	if got := c.cmd("MAIL FROM:<" + from + ">"); !strings.HasPrefix(got, "2") {
-		return got
-	}
-	if got := c.cmd("RCPT TO:<" + to + ">"); !strings.HasPrefix(got, "2") {
-		return got
-	}
-	if got := c.cmd("DATA"); !strings.HasPrefix(got, "354") {
-		return got
-	}
-	w := c.text.DotWriter()
-	w.Write(msg)
-	w.Close()
-	return c.reply()
 }

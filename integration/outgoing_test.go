@@ -37,7 +37,7 @@ type relay struct {
 func startRelay(t *testing.T, params ...string) *relay {
 	t.Helper()
 	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept),
-		filterOut: freePort(t), filterIn: freePort(t), httpOut: freePort(t), httpIn: freePort(t)}
+		filterOut: smtpdtest.FreePort(t), filterIn: smtpdtest.FreePort(t), httpOut: smtpdtest.FreePort(t), httpIn: smtpdtest.FreePort(t)}
 	r.postfix = startPostfix(t, postfixConfig{
 		SinkPort:  r.sink.Port,
 		Mailboxes: []string{"alice", "carol", "strict", "echo"},
@@ -72,29 +72,29 @@ func itoa(n int) string { return fmt.Sprint(n) }
 
 func TestOutgoingBeforeQueue(t *testing.T) {
 	r := startRelay(t, "passthrough_recipients = echo@"+domain)
-	c := dialSMTP(t, r.submission)
+	c := smtpdtest.Dial(t, r.submission)
 
 	// Encrypted, with every DSN parameter, to a local user and to the
 	// internet.
 	encrypted := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello through Postfix")))
-	c.want("MAIL FROM:<"+alice+"> RET=HDRS ENVID=QQ314159", "250")
-	c.want("RCPT TO:<"+carol+"> NOTIFY=SUCCESS,DELAY,FAILURE ORCPT=rfc822;"+carol, "250")
-	c.want("RCPT TO:<"+bob+"> NOTIFY=FAILURE ORCPT=rfc822;"+bob, "250")
-	c.wantData(encrypted, "250")
+	c.Want("MAIL FROM:<"+alice+"> RET=HDRS ENVID=QQ314159", "250")
+	c.Want("RCPT TO:<"+carol+"> NOTIFY=SUCCESS,DELAY,FAILURE ORCPT=rfc822;"+carol, "250")
+	c.Want("RCPT TO:<"+bob+"> NOTIFY=FAILURE ORCPT=rfc822;"+bob, "250")
+	c.WantData(encrypted, "250")
 
 	// Cleartext is refused at the end of DATA and never queued.
 	cleartext := filtertest.Plain(alice, bob, "hi", "secret words")
-	c.want("MAIL FROM:<"+alice+">", "250")
-	c.want("RCPT TO:<"+bob+">", "250")
-	if got := c.wantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed: Invalid Unencrypted Mail") {
+	c.Want("MAIL FROM:<"+alice+">", "250")
+	c.Want("RCPT TO:<"+bob+">", "250")
+	if got := c.WantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed: Invalid Unencrypted Mail") {
 		t.Errorf("cleartext: %q", got)
 	}
 
 	// Cleartext to a passthrough recipient goes through.
 	toEcho := filtertest.Plain(alice, "echo@"+domain, "hi", "echo me")
-	c.want("MAIL FROM:<"+alice+">", "250")
-	c.want("RCPT TO:<echo@"+domain+">", "250")
-	c.wantData(toEcho, "250")
+	c.Want("MAIL FROM:<"+alice+">", "250")
+	c.Want("RCPT TO:<echo@"+domain+">", "250")
+	c.WantData(toEcho, "250")
 
 	got := r.waitMailbox("carol", 1)
 	if !samePayload(got[0], encrypted) {
@@ -147,17 +147,17 @@ func (r *relay) waitSink(n int) []smtpdtest.Message {
 func TestOutgoingRateLimitThroughPostfix(t *testing.T) {
 	r := startRelay(t, "max_user_send_per_minute = 1", "max_user_send_burst_size = 2")
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV4(t, []byte("hi")))
-	c := dialSMTP(t, r.submission)
+	c := smtpdtest.Dial(t, r.submission)
 	for range 2 {
-		c.want("MAIL FROM:<"+alice+">", "250")
-		c.want("RCPT TO:<"+bob+">", "250")
-		c.wantData(msg, "250")
+		c.Want("MAIL FROM:<"+alice+">", "250")
+		c.Want("RCPT TO:<"+bob+">", "250")
+		c.WantData(msg, "250")
 	}
 	// Postfix connects to the filter when the first recipient is
 	// accepted, and passes MAIL FROM on then; filtermail's answer to it
 	// comes back as the answer to RCPT.
-	c.want("MAIL FROM:<"+alice+">", "250")
-	got := c.cmd("RCPT TO:<" + bob + ">")
+	c.Want("MAIL FROM:<"+alice+">", "250")
+	got := c.Cmd("RCPT TO:<" + bob + ">")
 	if !strings.HasPrefix(got, "450") || !strings.Contains(got, "Too much mail from <"+alice+">") {
 		t.Errorf("third message: %q, want filtermail's 450", got)
 	}
@@ -169,33 +169,33 @@ func TestIncomingBeforeQueue(t *testing.T) {
 	r := startRelay(t)
 	strict := "strict@" + domain
 	markStrict(t, r)
-	c := dialSMTP(t, r.mx)
+	c := smtpdtest.Dial(t, r.mx)
 
 	encrypted := filtertest.Encrypted(bob, strict, filtertest.GoCryptoV6(t, []byte("for strict")))
-	c.want("MAIL FROM:<"+bob+">", "250")
-	c.want("RCPT TO:<"+strict+">", "250")
-	c.wantData(encrypted, "250")
+	c.Want("MAIL FROM:<"+bob+">", "250")
+	c.Want("RCPT TO:<"+strict+">", "250")
+	c.WantData(encrypted, "250")
 
 	cleartext := filtertest.Plain(bob, strict, "hi", "plain words for strict")
-	c.want("MAIL FROM:<"+bob+">", "250")
-	c.want("RCPT TO:<"+strict+">", "250")
-	if got := c.wantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed") {
+	c.Want("MAIL FROM:<"+bob+">", "250")
+	c.Want("RCPT TO:<"+strict+">", "250")
+	if got := c.WantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed") {
 		t.Errorf("cleartext to strict: %q", got)
 	}
 
 	toCarol := filtertest.Plain(bob, carol, "hi", "plain words for carol")
-	c.want("MAIL FROM:<"+bob+">", "250")
-	c.want("RCPT TO:<"+carol+">", "250")
-	c.wantData(toCarol, "250")
+	c.Want("MAIL FROM:<"+bob+">", "250")
+	c.Want("RCPT TO:<"+carol+">", "250")
+	c.WantData(toCarol, "250")
 
 	report := filtertest.Message(
 		"From: MAILER-DAEMON@example.net\r\nTo: "+strict+"\r\nSubject: Undelivered Mail\r\nAuto-Submitted: auto-replied\r\n"+
 			"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b1\r\n",
 		"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\n"+
 			"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; example.net\r\n\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--b1--\r\n")
-	c.want("MAIL FROM:<>", "250")
-	c.want("RCPT TO:<"+strict+">", "250")
-	c.wantData(report, "250")
+	c.Want("MAIL FROM:<>", "250")
+	c.Want("RCPT TO:<"+strict+">", "250")
+	c.WantData(report, "250")
 
 	got := r.waitMailbox("strict", 2)
 	if !slices.ContainsFunc(got, func(m []byte) bool { return samePayload(m, encrypted) }) {

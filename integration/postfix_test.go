@@ -16,6 +16,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"filtermail/smtpd/smtpdtest"
 )
 
 // domain is the relay's mail domain in these tests.
@@ -133,7 +135,7 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Ports: map[string]int{}, mailDir: filepath.Join(dir, "mail", domain)}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	for _, s := range cfg.Services {
-		p.Ports[s.Name] = freePort(t)
+		p.Ports[s.Name] = smtpdtest.FreePort(t)
 	}
 	// Postfix's processes run as its own users: they must reach the
 	// folders, and the virtual delivery agent writes as nobody.

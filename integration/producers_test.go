@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
 )
 
 // Messages made by OpenPGP implementations no one here wrote pass
@@ -35,8 +36,8 @@ func TestOpenPGPProducersThroughPostfix(t *testing.T) {
 		{"gpg signed only", gpg.Sign([]byte("only signed")), false},
 		{"gpg cleartext-signed", gpg.ClearSign([]byte("clear signed")), false},
 	}
-	out := dialSMTP(t, r.submission)
-	in := dialSMTP(t, r.mx)
+	out := smtpdtest.Dial(t, r.submission)
+	in := smtpdtest.Dial(t, r.mx)
 	passed := 0
 	for _, tt := range tests {
 		outgoing := filtertest.Encrypted(alice, carol, tt.armored)
@@ -46,14 +47,14 @@ func TestOpenPGPProducersThroughPostfix(t *testing.T) {
 			want = "250"
 			passed++
 		}
-		out.want("MAIL FROM:<"+alice+">", "250")
-		out.want("RCPT TO:<"+carol+">", "250")
-		if got := out.wantData(outgoing, want); !strings.HasPrefix(got, want) {
+		out.Want("MAIL FROM:<"+alice+">", "250")
+		out.Want("RCPT TO:<"+carol+">", "250")
+		if got := out.WantData(outgoing, want); !strings.HasPrefix(got, want) {
 			t.Errorf("%s, outgoing: %q", tt.name, got)
 		}
-		in.want("MAIL FROM:<"+bob+">", "250")
-		in.want("RCPT TO:<"+strict+">", "250")
-		if got := in.wantData(incoming, want); !strings.HasPrefix(got, want) {
+		in.Want("MAIL FROM:<"+bob+">", "250")
+		in.Want("RCPT TO:<"+strict+">", "250")
+		if got := in.WantData(incoming, want); !strings.HasPrefix(got, want) {
 			t.Errorf("%s, incoming: %q", tt.name, got)
 		}
 	}

@@ -16,17 +16,17 @@ func BenchmarkTransaction(b *testing.B) {
 	sink := smtpdtest.NewSink(b, smtpdtest.Accept)
 	run := func(b *testing.B, port int, reconnect bool) {
 		b.SetBytes(int64(len(msg)))
-		var c *client
+		var c *smtpdtest.Client
 		for b.Loop() {
 			if c == nil {
-				c = dialPort(b, port)
+				c = smtpdtest.Dial(b, port)
 			}
-			if reply := c.send(alice, []string{bob}, msg); reply[:3] != "250" {
+			if reply := c.Send(alice, []string{bob}, msg); reply[:3] != "250" {
 				b.Fatalf("reply %q", reply)
 			}
 			if reconnect {
-				c.cmd("QUIT")
-				c.text.Close()
+				c.Cmd("QUIT")
+				c.Text.Close()
 				c = nil
 			}
 		}

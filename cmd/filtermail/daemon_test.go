@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,16 +61,6 @@ func (d *daemon) Log() string {
 	return d.stderr.String()
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startDaemon runs filtermail in mode with a config whose ports are free,
 // reinjecting into sink, plus the extra [params] lines given.
 func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daemon {
@@ -84,7 +73,7 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 // NOTIFY_SOCKET.
 func startDaemonWith(t testing.TB, how, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, port: freePort(t), httpPort: freePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
+	d := &daemon{t: t, port: smtpdtest.FreePort(t), httpPort: smtpdtest.FreePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
 	portKey, reinjectKey, httpKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port"
 	if mode == "incoming" {
 		portKey, reinjectKey, httpKey = portKey+"_incoming", reinjectKey+"_incoming", httpKey+"_incoming"
@@ -162,79 +151,9 @@ func (d *daemon) mark(addr string) {
 	}
 }
 
-// client is a raw SMTP client that returns every reply as its exact text.
-type client struct {
-	t    testing.TB
-	conn net.Conn
-	text *textproto.Conn
-}
-
-func dial(t testing.TB, d *daemon) *client {
+func dial(t testing.TB, d *daemon) *smtpdtest.Client {
 	t.Helper()
-	return dialPort(t, d.port)
-}
-
-// dialPort opens a raw SMTP session with the server on port.
-func dialPort(t testing.TB, port int) *client {
-	t.Helper()
-	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &client{t: t, conn: conn, text: textproto.NewConn(conn)}
-	t.Cleanup(func() { c.text.Close() })
-	if reply := c.reply(); !strings.HasPrefix(reply, "220 ") {
-		t.Fatalf("greeting %q", reply)
-	}
-	c.cmd("EHLO client.test")
-	return c
-}
-
-func (c *client) reply() string {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	code, msg, err := c.text.ReadResponse(0)
-	if err != nil && code == 0 {
-		c.t.Fatalf("reading reply: %v", err)
-	}
-	lines := strings.Split(msg, "\n")
-	return fmt.Sprintf("%d %s", code, lines[len(lines)-1])
-}
-
-// cmd sends one command line and returns the reply.
-func (c *client) cmd(line string) string {
-	c.t.Helper()
-	if err := c.text.PrintfLine("%s", line); err != nil {
-		c.t.Fatal(err)
-	}
-	return c.reply()
-}
-
-// data sends DATA and the message and returns the final reply.
-func (c *client) data(msg []byte) string {
-	c.t.Helper()
-	if reply := c.cmd("DATA"); !strings.HasPrefix(reply, "354 ") {
-		return reply
-	}
-	w := c.text.DotWriter()
-	w.Write(msg)
-	w.Close()
-	return c.reply()
-}
-
-// send runs one transaction and returns the reply to its end of data, or
-// the first refusal before it.
-func (c *client) send(from string, to []string, msg []byte) string {
-	c.t.Helper()
-	if reply := c.cmd("MAIL FROM:<" + from + ">"); !strings.HasPrefix(reply, "250 ") {
-		return reply
-	}
-	for _, rcpt := range to {
-		if reply := c.cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(reply, "250 ") {
-			return reply
-		}
-	}
-	return c.data(msg)
+	return smtpdtest.Dial(t, d.port)
 }
 
 // wantReply fails the test unless got is want, or starts with want+" ".

@@ -45,14 +45,14 @@ func TestOutgoing(t *testing.T) {
 	c := dial(t, d)
 
 	v6 := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
-	wantReply(t, "encrypted", c.send(alice, []string{bob, "carol@example.com"}, v6), "250")
+	wantReply(t, "encrypted", c.Send(alice, []string{bob, "carol@example.com"}, v6), "250")
 	cleartext := filtertest.Plain(alice, bob, "hi", "hello")
-	wantReply(t, "cleartext", c.send(alice, []string{bob}, cleartext), encryptionNeeded)
-	wantReply(t, "cleartext to passthrough", c.send(alice, []string{"echo@chat.example.org"}, cleartext), "250")
+	wantReply(t, "cleartext", c.Send(alice, []string{bob}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to passthrough", c.Send(alice, []string{"echo@chat.example.org"}, cleartext), "250")
 	forged := filtertest.Encrypted("mallory@chat.example.org", bob, filtertest.GoCryptoV4(t, []byte("hi")))
-	wantReply(t, "forged From", c.send(alice, []string{bob}, forged),
+	wantReply(t, "forged From", c.Send(alice, []string{bob}, forged),
 		"500 Invalid FROM <mallory@chat.example.org> for <alice@chat.example.org>")
-	wantReply(t, "null sender", c.cmd("MAIL FROM:<>"), "500 Invalid from address <>")
+	wantReply(t, "null sender", c.Cmd("MAIL FROM:<>"), "500 Invalid from address <>")
 
 	wantDelivered(t, sink,
 		smtpdtest.Message{From: alice, To: []string{bob, "carol@example.com"}, Data: v6},
@@ -68,7 +68,7 @@ func TestOutgoing(t *testing.T) {
 		d.waitLog(t, line, 1)
 	}
 	log := d.Log()
-	if client := c.conn.LocalAddr().String(); strings.Contains(log, client) {
+	if client := c.Conn.LocalAddr().String(); strings.Contains(log, client) {
 		t.Errorf("log holds the client's address %s", client)
 	}
 }
@@ -84,14 +84,14 @@ func TestIncoming(t *testing.T) {
 	armored := filtertest.GoCryptoV4(t, []byte("hello"))
 	begin, rest, _ := strings.Cut(armored, "\n")
 	encrypted := filtertest.Encrypted(bob, strict, begin+"\nVersion: Some Client 1.0\n"+rest)
-	wantReply(t, "encrypted to strict user", c.send(bob, []string{strict}, encrypted), "250")
+	wantReply(t, "encrypted to strict user", c.Send(bob, []string{strict}, encrypted), "250")
 	cleartext := filtertest.Plain(bob, strict, "hi", "hello")
-	wantReply(t, "cleartext to strict user", c.send(bob, []string{strict}, cleartext), encryptionNeeded)
-	wantReply(t, "cleartext to strict and relaxed", c.send(bob, []string{alice, strict}, cleartext), encryptionNeeded)
-	wantReply(t, "cleartext to relaxed user", c.send(bob, []string{alice}, cleartext), "250")
-	wantReply(t, "unsafe address", c.send(bob, []string{"../x@chat.example.org"}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to strict user", c.Send(bob, []string{strict}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to strict and relaxed", c.Send(bob, []string{alice, strict}, cleartext), encryptionNeeded)
+	wantReply(t, "cleartext to relaxed user", c.Send(bob, []string{alice}, cleartext), "250")
+	wantReply(t, "unsafe address", c.Send(bob, []string{"../x@chat.example.org"}, cleartext), encryptionNeeded)
 	// No sender checks incoming: the null sender and any From pass.
-	wantReply(t, "null sender", c.send("", []string{alice}, cleartext), "250")
+	wantReply(t, "null sender", c.Send("", []string{alice}, cleartext), "250")
 
 	wantDelivered(t, sink,
 		smtpdtest.Message{From: bob, To: []string{strict}, Data: encrypted},
@@ -109,7 +109,7 @@ func TestParameters(t *testing.T) {
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
 
 	wantReply(t, "MAIL FROM with parameters",
-		c.cmd("MAIL FROM:<"+alice+"> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159 AUTH=<>"), "250")
+		c.Cmd("MAIL FROM:<"+alice+"> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159 AUTH=<>"), "250")
 	rcpts := []string{
 		"<a@example.net> ORCPT=rfc822;a@example.net",
 		"<b@example.net> NOTIFY=DELAY,FAILURE",
@@ -121,10 +121,10 @@ func TestParameters(t *testing.T) {
 	}
 	var to []string
 	for _, r := range rcpts {
-		wantReply(t, "RCPT TO:"+r, c.cmd("RCPT TO:"+r), "250")
+		wantReply(t, "RCPT TO:"+r, c.Cmd("RCPT TO:"+r), "250")
 		to = append(to, r[1:strings.IndexByte(r, '>')])
 	}
-	wantReply(t, "DATA", c.data(msg), "250")
+	wantReply(t, "DATA", c.Data(msg), "250")
 	wantDelivered(t, sink, smtpdtest.Message{From: alice, To: to, Data: msg})
 	if got := sink.Messages()[0].Opts; got.Body != "8BITMIME" || got.Return != "HDRS" || got.EnvelopeID != "QQ314159" {
 		t.Errorf("MAIL FROM parameters not passed on: %+v", got)
@@ -142,8 +142,8 @@ func TestContentUnchanged(t *testing.T) {
 		"a\r\r", ". ", strings.Repeat("x", 5000), "\u00e9t\u00e9", "",
 	}, "\r\n")
 	msg := filtertest.Message("From: <"+alice+">\nTo: <"+bob+">\nSubject: dots", body)
-	wantReply(t, "tricky content", c.send(alice, []string{bob}, msg), "250")
-	wantReply(t, "next transaction", c.send(alice, []string{bob}, msg), "250")
+	wantReply(t, "tricky content", c.Send(alice, []string{bob}, msg), "250")
+	wantReply(t, "next transaction", c.Send(alice, []string{bob}, msg), "250")
 	wantDelivered(t, sink,
 		smtpdtest.Message{From: alice, To: []string{bob}, Data: msg},
 		smtpdtest.Message{From: alice, To: []string{bob}, Data: msg})
@@ -154,11 +154,11 @@ func TestRateLimit(t *testing.T) {
 	d := startDaemon(t, "outgoing", sink.Port, "max_user_send_per_minute = 1", "max_user_send_burst_size = 3")
 	c := dial(t, d)
 	for i := 0; i < 3; i++ {
-		wantReply(t, "within burst", c.cmd("MAIL FROM:<"+alice+">"), "250")
-		c.cmd("RSET")
+		wantReply(t, "within burst", c.Cmd("MAIL FROM:<"+alice+">"), "250")
+		c.Cmd("RSET")
 	}
-	wantReply(t, "over the rate", c.cmd("MAIL FROM:<"+alice+">"), "450 4.7.1: Too much mail from <alice@chat.example.org>")
-	wantReply(t, "other sender", c.cmd("MAIL FROM:<carol@chat.example.org>"), "250")
+	wantReply(t, "over the rate", c.Cmd("MAIL FROM:<"+alice+">"), "450 4.7.1: Too much mail from <alice@chat.example.org>")
+	wantReply(t, "other sender", c.Cmd("MAIL FROM:<carol@chat.example.org>"), "250")
 }
 
 func TestSizeLimit(t *testing.T) {
@@ -167,9 +167,9 @@ func TestSizeLimit(t *testing.T) {
 	c := dial(t, d)
 	small := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("hello")))
 	large := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, bytes.Repeat([]byte("0123456789"), 5000)))
-	wantReply(t, "too large", c.send(alice, []string{bob}, large), "552")
-	wantReply(t, "SIZE too large", c.cmd("MAIL FROM:<"+alice+"> SIZE=30000"), "552")
-	wantReply(t, "small after large", c.send(alice, []string{bob}, small), "250")
+	wantReply(t, "too large", c.Send(alice, []string{bob}, large), "552")
+	wantReply(t, "SIZE too large", c.Cmd("MAIL FROM:<"+alice+"> SIZE=30000"), "552")
+	wantReply(t, "small after large", c.Send(alice, []string{bob}, small), "250")
 	wantDelivered(t, sink, smtpdtest.Message{From: alice, To: []string{bob}, Data: small})
 }
 
@@ -191,10 +191,10 @@ func TestReinjectionFaults(t *testing.T) {
 			sink := newSink(t, tt.mode)
 			d := startDaemon(t, "outgoing", sink.Port)
 			c := dial(t, d)
-			wantReply(t, tt.name, c.send(alice, tt.to, msg), tt.want)
+			wantReply(t, tt.name, c.Send(alice, tt.to, msg), tt.want)
 			wantDelivered(t, sink)
 			sink.SetMode(smtpdtest.Accept)
-			wantReply(t, "retry", c.send(alice, tt.to[:1], msg), "250")
+			wantReply(t, "retry", c.Send(alice, tt.to[:1], msg), "250")
 		})
 	}
 	t.Run("Postfix down", func(t *testing.T) {
@@ -202,19 +202,19 @@ func TestReinjectionFaults(t *testing.T) {
 		sink.Close()
 		d := startDaemon(t, "incoming", sink.Port)
 		c := dial(t, d)
-		wantReply(t, "sink down", c.send(bob, []string{alice}, msg), "451 4.4.1")
+		wantReply(t, "sink down", c.Send(bob, []string{alice}, msg), "451 4.4.1")
 	})
 }
 
 func TestStartErrors(t *testing.T) {
-	port := freePort(t)
+	port := smtpdtest.FreePort(t)
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(text), 0o644)
 		return path
 	}
-	httpPort := freePort(t)
+	httpPort := smtpdtest.FreePort(t)
 	ports := "filtermail_smtp_port = " + itoa(port) + "\nfiltermail_http_port = " + itoa(httpPort) + "\n"
 	good := write("good.ini", "[params]\nmail_domain = x\n"+ports)
 	www := filepath.Join(dir, "www")

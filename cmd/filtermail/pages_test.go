@@ -235,7 +235,7 @@ func TestPagesTraversal(t *testing.T) {
 }
 
 func TestPagesOff(t *testing.T) {
-	port := freePort(t)
+	port := smtpdtest.FreePort(t)
 	// With its listener off, the filter does not render pages, so broken
 	// page sources do not keep it from starting.
 	d := startDaemon(t, "incoming", newSink(t, smtpdtest.Accept).Port,
@@ -302,7 +302,7 @@ func TestPagesReload(t *testing.T) {
 
 	// The SMTP side kept working throughout.
 	c := dial(t, d)
-	wantReply(t, "NOOP", c.cmd("NOOP"), "250")
+	wantReply(t, "NOOP", c.Cmd("NOOP"), "250")
 }
 
 func TestRenderCommand(t *testing.T) {

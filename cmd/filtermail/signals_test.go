@@ -25,17 +25,17 @@ func TestSIGTERMFinishesTransactions(t *testing.T) {
 
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("in flight")))
 	arrived := sink.SetDelay(2 * time.Second)
-	wantReply(t, "MAIL", busy.cmd("MAIL FROM:<"+alice+">"), "250")
-	wantReply(t, "RCPT", busy.cmd("RCPT TO:<"+bob+">"), "250")
-	wantReply(t, "DATA", busy.cmd("DATA"), "354")
-	w := busy.text.DotWriter()
+	wantReply(t, "MAIL", busy.Cmd("MAIL FROM:<"+alice+">"), "250")
+	wantReply(t, "RCPT", busy.Cmd("RCPT TO:<"+bob+">"), "250")
+	wantReply(t, "DATA", busy.Cmd("DATA"), "354")
+	w := busy.Text.DotWriter()
 	w.Write(msg)
 	w.Close()
 	<-arrived // the message is at the sink, which takes its time to answer
 
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	start := time.Now()
-	if got := idle.reply(); !strings.HasPrefix(got, "421 4.3.2") {
+	if got := idle.Reply(); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("idle client: %q, want 421", got)
 	}
 	if waited := time.Since(start); waited > 1500*time.Millisecond {
@@ -52,7 +52,7 @@ func TestSIGTERMFinishesTransactions(t *testing.T) {
 		}
 	}
 
-	if got := busy.reply(); !strings.HasPrefix(got, "250") {
+	if got := busy.Reply(); !strings.HasPrefix(got, "250") {
 		t.Errorf("client in flight got %q, want the sink's 250", got)
 	}
 	<-d.exited
@@ -67,14 +67,14 @@ func TestSIGTERMRefusesNewTransactions(t *testing.T) {
 	sink := newSink(t, smtpdtest.Accept)
 	d := startDaemon(t, "outgoing", sink.Port)
 	c := dial(t, d)
-	wantReply(t, "MAIL", c.cmd("MAIL FROM:<"+alice+">"), "250")
+	wantReply(t, "MAIL", c.Cmd("MAIL FROM:<"+alice+">"), "250")
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	d.waitLog(t, "Stopping: finishing transactions in flight.", 1)
 	// The open transaction may go on ...
-	wantReply(t, "RCPT", c.cmd("RCPT TO:<"+bob+">"), "250")
+	wantReply(t, "RCPT", c.Cmd("RCPT TO:<"+bob+">"), "250")
 	// ... but a new one may not.
-	wantReply(t, "RSET", c.cmd("RSET"), "250")
-	if got := c.cmd("MAIL FROM:<" + alice + ">"); !strings.HasPrefix(got, "421 4.3.2") {
+	wantReply(t, "RSET", c.Cmd("RSET"), "250")
+	if got := c.Cmd("MAIL FROM:<" + alice + ">"); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("MAIL after RSET while stopping: %q", got)
 	}
 	<-d.exited
@@ -99,7 +99,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	d := startDaemon(t, "outgoing", sink.Port, "passthrough_recipients =")
 	cleartext := filtertest.Plain(alice, "echo@chat.example.org", "hi", "hello")
 	send := func() string {
-		return dial(t, d).send(alice, []string{"echo@chat.example.org"}, cleartext)
+		return dial(t, d).Send(alice, []string{"echo@chat.example.org"}, cleartext)
 	}
 	wantReply(t, "before reload", send(), encryptionNeeded)
 
@@ -159,12 +159,12 @@ func TestDebugLog(t *testing.T) {
 	for _, how := range []string{"flag", "env"} {
 		d := startDaemonWith(t, how, "outgoing", sink.Port)
 		c := dial(t, d)
-		wantReply(t, how, c.send(alice, []string{bob}, filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("x")))), "250")
+		wantReply(t, how, c.Send(alice, []string{bob}, filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("x")))), "250")
 		d.waitLog(t, "Outgoing: SEIPD v2, 1 key packets", 1)
 		d.waitLog(t, "Outgoing: Reinjected in ", 1)
 	}
 	d := startDaemon(t, "outgoing", sink.Port)
-	wantReply(t, "info", dial(t, d).send(alice, []string{bob}, filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("x")))), "250")
+	wantReply(t, "info", dial(t, d).Send(alice, []string{bob}, filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("x")))), "250")
 	d.waitLog(t, "Outgoing: pass (encrypted)", 1)
 	if strings.Contains(d.Log(), "SEIPD v2") {
 		t.Errorf("debug lines without -v:\n%s", d.Log())
