@@ -30,7 +30,6 @@ type relay struct {
 	filterOut, filterIn    int // filtermail's SMTP ports
 	httpOut, httpIn        int
 	submission, mx, aqueue int // Postfix's ports for clients
-	mailboxes              string
 	outgoing, incoming     *filtermailProc
 }
 
@@ -52,7 +51,6 @@ func startRelay(t *testing.T, params ...string) *relay {
 		},
 	})
 	r.submission, r.mx, r.aqueue = r.Ports["submission"], r.Ports["mx"], r.Ports["aftersubmission"]
-	r.mailboxes = r.mailDir
 	common := append([]string{
 		"mail_domain = " + domain,
 		"mailboxes_dir = " + r.mailDir,
@@ -217,7 +215,7 @@ func TestIncomingBeforeQueue(t *testing.T) {
 // maildir's folder is Postfix's, the marker is read by filtermail.
 func markStrict(t *testing.T, r *relay) {
 	t.Helper()
-	dir := filepath.Join(r.mailboxes, "strict@"+domain)
+	dir := filepath.Join(r.mailDir, "strict@"+domain)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
