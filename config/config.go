@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,9 @@ import (
 // Config is what filtermail uses of chatmail.ini.
 type Config struct {
 	MailDomain string
+
+	FiltermailHost string // filtermail_host: where every listener binds
+	PostfixHost    string // postfix_host: where reinjection goes
 
 	SMTPPort             int // filtermail_smtp_port: outgoing filter
 	SMTPPortIncoming     int // filtermail_smtp_port_incoming: incoming filter
@@ -81,6 +85,12 @@ func fromParams(p map[string]string) (*Config, error) {
 		c.MailboxesDir = "/home/vmail/mail/" + c.MailDomain
 	}
 	var err error
+	if c.FiltermailHost, err = hostParam(p, "filtermail_host"); err != nil {
+		return nil, err
+	}
+	if c.PostfixHost, err = hostParam(p, "postfix_host"); err != nil {
+		return nil, err
+	}
 	c.Languages, c.AllLanguages, err = parseLanguages(p["languages"])
 	if err != nil {
 		return nil, err
@@ -118,6 +128,25 @@ func fromParams(p map[string]string) (*Config, error) {
 	}
 	c.MaxMessageSize = size
 	return c, nil
+}
+
+// hostParam returns the host name or IP address under key, 127.0.0.1 when
+// the key is missing or empty, and an error naming the key when the value
+// is neither.
+func hostParam(p map[string]string, key string) (string, error) {
+	s := p[key]
+	if s == "" {
+		return "127.0.0.1", nil
+	}
+	if net.ParseIP(s) != nil {
+		return s, nil
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			return "", fmt.Errorf("%s: %q is not a host name or IP address", key, s)
+		}
+	}
+	return s, nil
 }
 
 // intParam returns the integer under key, def when the key is missing or

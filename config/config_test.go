@@ -50,6 +50,8 @@ func TestLoadRelayIni(t *testing.T) {
 	}
 	want := &Config{
 		MailDomain:            "chat.example.org",
+		FiltermailHost:        "127.0.0.1",
+		PostfixHost:           "127.0.0.1",
 		SMTPPort:              10080,
 		SMTPPortIncoming:      10081,
 		ReinjectPort:          10025,
@@ -95,6 +97,8 @@ func TestLoadErrors(t *testing.T) {
 		{"garbage line", "[params]\nmail_domain = x\njust words\n", "line 3"},
 		{"unknown language", "[params]\nmail_domain = x\nlanguages = EN XX\n", `languages: unknown language code "XX"`},
 		{"ALL with others", "[params]\nmail_domain = x\nlanguages = EN ALL\n", "languages: ALL stands alone"},
+		{"host with a port", "[params]\nmail_domain = x\nfiltermail_host = 127.0.0.1:25\n", `filtermail_host: "127.0.0.1:25" is not a host`},
+		{"host with a space", "[params]\nmail_domain = x\npostfix_host = mail host\n", `postfix_host: "mail host" is not a host`},
 		{"language twice", "[params]\nmail_domain = x\nlanguages = EN de DE\n", "languages: DE is listed twice"},
 	}
 	for _, tt := range tests {
@@ -106,6 +110,25 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.ini")); err == nil || !strings.Contains(err.Error(), "missing.ini") {
 		t.Errorf("missing file: error %v", err)
+	}
+}
+
+func TestHosts(t *testing.T) {
+	for _, tt := range []struct{ value, want string }{
+		{"", "127.0.0.1"},
+		{"127.0.3.7", "127.0.3.7"},
+		{"::1", "::1"},
+		{"localhost", "localhost"},
+		{"mx-1.relay.example", "mx-1.relay.example"},
+	} {
+		c, err := Load(writeIni(t, "[params]\nmail_domain = x\nfiltermail_host = "+tt.value+"\npostfix_host = "+tt.value+"\n"))
+		if err != nil {
+			t.Errorf("%q: %v", tt.value, err)
+			continue
+		}
+		if c.FiltermailHost != tt.want || c.PostfixHost != tt.want {
+			t.Errorf("%q: filtermail_host %q, postfix_host %q, want %q", tt.value, c.FiltermailHost, c.PostfixHost, tt.want)
+		}
 	}
 }
 

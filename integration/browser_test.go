@@ -15,8 +15,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"filtermail/internal/daemontest"
 	"filtermail/policypages"
-	"filtermail/smtpd/smtpdtest"
 )
 
 // outputDir receives what the tests make for people to look at.
@@ -120,16 +120,17 @@ func TestBrowserSeesCSPViolations(t *testing.T) {
 }
 
 func TestBrowserPages(t *testing.T) {
-	smtpPort, httpPort := smtpdtest.FreePort(t), smtpdtest.FreePort(t)
-	startFiltermail(t, "outgoing",
-		"mail_domain = chat.example.org",
-		fmt.Sprintf("filtermail_smtp_port = %d", smtpPort),
-		fmt.Sprintf("filtermail_http_port = %d", httpPort),
-		"languages = EN RU DE",
-		"privacy_mail = privacy@chat.example.org",
-		"privacy_postal = Relay Operators e.V., Example Street 5",
-	)
-	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	d := daemontest.Start(t, binary, daemontest.Options{
+		Mode:    "outgoing",
+		Sockets: []string{"filtermail_smtp_port", "filtermail_http_port"},
+		Params: []string{
+			"mail_domain = chat.example.org",
+			"languages = EN RU DE",
+			"privacy_mail = privacy@chat.example.org",
+			"privacy_postal = Relay Operators e.V., Example Street 5",
+		},
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", d.Ports["filtermail_http_port"])
 	ctx, con := browser(t)
 
 	for _, page := range []string{"/", "/info.html", "/privacy.html"} {

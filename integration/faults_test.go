@@ -13,7 +13,7 @@ import (
 // nothing is queued.
 func TestFiltermailDownThroughPostfix(t *testing.T) {
 	r := startRelay(t)
-	r.outgoing.stop()
+	r.outgoing.Stop()
 	c := smtpdtest.Dial(t, r.submission)
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("while the filter is down")))
 	got := c.Send(alice, []string{bob}, msg)

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"filtermail/filter/filtertest"
+	"filtermail/internal/daemontest"
+	"filtermail/internal/testnet"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -23,46 +26,57 @@ const (
 // relay is Postfix with filtermail in both of a relay's places, the way
 // relays wire them: the submission service and the MX service pass each
 // transaction to filtermail (smtpd_proxy_filter), which reinjects what
-// passes into two plain smtpd services with maxproc 100.
+// passes into two plain smtpd services with maxproc 100. Everything runs
+// on a loopback host of the test's own, on the relay's default ports.
 type relay struct {
 	*postfix
 	sink                   *smtpdtest.Sink
-	filterOut, filterIn    int // filtermail's SMTP ports
-	httpOut, httpIn        int
-	submission, mx, aqueue int // Postfix's ports for clients
-	outgoing, incoming     *filtermailProc
+	submission, mx, aqueue string // Postfix's addresses for clients
+	outgoing, incoming     *daemontest.Daemon
 }
+
+// The ports of the relay: Postfix's services, and filtermail's SMTP
+// listeners at their defaults.
+const (
+	mxPort             = 25
+	submissionPort     = 587
+	afterQueuePort     = 588 // submission with filtermail after the queue
+	reinjectPort       = 10025
+	reinjectIncoming   = 10026
+	filtermailOutgoing = 10080
+	filtermailIncoming = 10081
+)
 
 func startRelay(t *testing.T, params ...string) *relay {
 	t.Helper()
-	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept),
-		filterOut: smtpdtest.FreePort(t), filterIn: smtpdtest.FreePort(t), httpOut: smtpdtest.FreePort(t), httpIn: smtpdtest.FreePort(t)}
+	host := testnet.Host(t)
+	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept)}
+	filterOut := net.JoinHostPort(host, itoa(filtermailOutgoing))
 	r.postfix = startPostfix(t, postfixConfig{
+		Host:      host,
 		SinkPort:  r.sink.Port,
 		Mailboxes: []string{"alice", "carol", "strict", "echo"},
 		Services: []service{
-			{Name: "submission", Options: []string{
+			{Name: "submission", Port: submissionPort, Options: []string{
 				"smtpd_client_connection_count_limit=1000",
-				"smtpd_proxy_filter=127.0.0.1:" + itoa(r.filterOut)}},
-			{Name: "mx", Options: []string{"smtpd_proxy_filter=127.0.0.1:" + itoa(r.filterIn)}},
-			{Name: "aftersubmission", Options: []string{"content_filter=smtp:[127.0.0.1]:" + itoa(r.filterOut)}},
-			{Name: "reinject", MaxProc: "100"},
-			{Name: "reinject_incoming", MaxProc: "100"},
+				"smtpd_proxy_filter=" + filterOut}},
+			{Name: "mx", Port: mxPort, Options: []string{"smtpd_proxy_filter=" + net.JoinHostPort(host, itoa(filtermailIncoming))}},
+			{Name: "aftersubmission", Port: afterQueuePort, Options: []string{"content_filter=smtp:[" + host + "]:" + itoa(filtermailOutgoing)}},
+			{Name: "reinject", Port: reinjectPort, MaxProc: "100"},
+			{Name: "reinject_incoming", Port: reinjectIncoming, MaxProc: "100"},
 		},
 	})
-	r.submission, r.mx, r.aqueue = r.Ports["submission"], r.Ports["mx"], r.Ports["aftersubmission"]
-	common := append([]string{
+	r.submission, r.mx, r.aqueue = r.Addr(submissionPort), r.Addr(mxPort), r.Addr(afterQueuePort)
+	o := daemontest.Options{Params: append([]string{
 		"mail_domain = " + domain,
 		"mailboxes_dir = " + r.mailDir,
-		fmt.Sprintf("filtermail_smtp_port = %d", r.filterOut),
-		fmt.Sprintf("filtermail_smtp_port_incoming = %d", r.filterIn),
-		fmt.Sprintf("postfix_reinject_port = %d", r.Ports["reinject"]),
-		fmt.Sprintf("postfix_reinject_port_incoming = %d", r.Ports["reinject_incoming"]),
-		fmt.Sprintf("filtermail_http_port = %d", r.httpOut),
-		fmt.Sprintf("filtermail_http_port_incoming = %d", r.httpIn),
-	}, params...)
-	r.outgoing = startFiltermail(t, "outgoing", common...)
-	r.incoming = startFiltermail(t, "incoming", common...)
+		"filtermail_host = " + host,
+		"postfix_host = " + host,
+	}, params...)}
+	o.Mode = "outgoing"
+	r.outgoing = daemontest.Start(t, binary, o)
+	o.Mode = "incoming"
+	r.incoming = daemontest.Start(t, binary, o)
 	return r
 }
 
@@ -221,5 +235,30 @@ func markStrict(t *testing.T, r *relay) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "enforceE2EEincoming"), nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two relays run at once, each on its own loopback host with the same
+// default ports, and neither sees the other's mail: tests can never meet
+// on a port.
+func TestTwoRelaysAtOnce(t *testing.T) {
+	relays := []*relay{startRelay(t), startRelay(t)}
+	if relays[0].Host == relays[1].Host {
+		t.Fatalf("both relays on %s", relays[0].Host)
+	}
+	for i, r := range relays {
+		msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte(fmt.Sprintf("through relay %d", i))))
+		if got := smtpdtest.Dial(t, r.submission).Send(alice, []string{bob}, msg); !strings.HasPrefix(got, "250") {
+			t.Fatalf("relay %d: %q", i, got)
+		}
+		if got := r.waitSink(1); !samePayload(got[0].Data, msg) {
+			t.Errorf("relay %d's sink got another message", i)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i, r := range relays {
+		if n := len(r.sink.Messages()); n != 1 {
+			t.Errorf("relay %d's sink has %d messages", i, n)
+		}
 	}
 }

@@ -13,38 +13,39 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
-
-	"filtermail/smtpd/smtpdtest"
 )
 
 // domain is the relay's mail domain in these tests.
 const domain = "chat.example.org"
 
 // postfix is a private Postfix instance: its own config, queue, maildirs
-// and log in a temporary folder, on loopback ports.
+// and log in a temporary folder, listening on a loopback host of its own.
 type postfix struct {
 	t       *testing.T
 	data    map[string]any // what main.cf and master.cf are made of
 	dir     string         // everything lives here
 	conf    string         // config_directory
-	Ports   map[string]int
-	mailDir string // virtual maildirs: mail/<domain>/<user>/
+	Host    string         // the instance's own loopback address
+	mailDir string         // virtual maildirs: mail/<domain>/<user>/
 }
 
-// postfixConfig describes an instance: the [params] of smtpd services in
-// master.cf, each listening on its own port.
+// postfixConfig describes an instance: the smtpd services of master.cf,
+// each on its port of the instance's host.
 type postfixConfig struct {
-	Services  []service
-	SinkPort  int      // relayhost: the internet
-	Mailboxes []string // local parts with a maildir
+	Host      string    // a loopback address no other test uses
+	Services  []service // each on its own port
+	SinkPort  int       // relayhost: the internet
+	Mailboxes []string  // local parts with a maildir
 }
 
 // service is one smtpd in master.cf. Options are its -o settings.
 type service struct {
 	Name    string
+	Port    int
 	MaxProc string
 	Options []string
 }
@@ -88,7 +89,7 @@ maximal_backoff_time = 2s
 notify_classes =
 `
 
-const masterCF = `{{range .Services}}127.0.0.1:{{index $.Ports .Name}} inet n - n - {{or .MaxProc "-"}} smtpd
+const masterCF = `{{range .Services}}{{$.Host}}:{{.Port}} inet n - n - {{or .MaxProc "-"}} smtpd
   -o syslog_name=postfix/{{.Name}}
 {{range .Options}}  -o {{.}}
 {{end}}{{end}}pickup    unix  n       -       n       60      1       pickup
@@ -132,10 +133,14 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Ports: map[string]int{}, mailDir: filepath.Join(dir, "mail", domain)}
+	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", domain)}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	ports := map[int]string{}
 	for _, s := range cfg.Services {
-		p.Ports[s.Name] = smtpdtest.FreePort(t)
+		if other, ok := ports[s.Port]; ok {
+			t.Fatalf("services %s and %s on the same port %d", other, s.Name, s.Port)
+		}
+		ports[s.Port] = s.Name
 	}
 	// Postfix's processes run as its own users: they must reach the
 	// folders, and the virtual delivery agent writes as nobody.
@@ -159,8 +164,8 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	os.Chown(filepath.Join(dir, "mail"), nobody, nobody)
 	os.Chown(p.mailDir, nobody, nobody)
 	os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(vmailbox.String()), 0o644)
-	data := map[string]any{"Dir": dir, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
-		"Services": cfg.Services, "Ports": p.Ports}
+	data := map[string]any{"Dir": dir, "Host": cfg.Host, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
+		"Services": cfg.Services}
 	p.data = data
 	writeTemplate(t, filepath.Join(p.conf, "main.cf"), mainCF, data)
 	writeTemplate(t, filepath.Join(p.conf, "master.cf"), masterCF, data)
@@ -169,7 +174,7 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	defer registerMu.Unlock()
 	setAlternates(t, func(dirs []string) []string { return append(dirs, p.conf) })
 	t.Cleanup(func() {
-		p.run("stop")
+		p.stop()
 		registerMu.Lock()
 		defer registerMu.Unlock()
 		setAlternates(t, func(dirs []string) []string {
@@ -184,10 +189,31 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
 	}
-	for name, port := range p.Ports {
-		waitListening(t, "Postfix "+name, port)
+	for _, s := range cfg.Services {
+		waitListening(t, "Postfix "+s.Name, p.Addr(s.Port))
 	}
 	return p
+}
+
+// Addr is the address of the instance's port.
+func (p *postfix) Addr(port int) string { return net.JoinHostPort(p.Host, strconv.Itoa(port)) }
+
+// stop stops the instance and waits until its master process has gone,
+// so that its ports are free when the test gives its host back.
+func (p *postfix) stop() {
+	pid, _ := os.ReadFile(filepath.Join(p.dir, "queue", "pid", "master.pid"))
+	p.run("stop")
+	n, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err != nil {
+		return
+	}
+	for deadline := time.Now().Add(20 * time.Second); syscall.Kill(n, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(n, syscall.SIGKILL)
+			p.t.Errorf("Postfix's master %d did not stop", n)
+			return
+		}
+	}
 }
 
 func writeTemplate(t *testing.T, path, text string, data any) {
@@ -246,9 +272,14 @@ func (p *postfix) setService(name string, on bool) {
 	if out, err := p.run("reload"); err != nil {
 		p.t.Fatalf("postfix reload: %v\n%s", err, out)
 	}
-	port := p.Ports[name]
+	var addr string
+	for _, s := range all {
+		if s.Name == name {
+			addr = p.Addr(s.Port)
+		}
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
@@ -301,16 +332,16 @@ func (p *postfix) waitMailbox(user string, n int) [][]byte {
 	}
 }
 
-func waitListening(t *testing.T, what string, port int) {
+func waitListening(t *testing.T, what, addr string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %d: %v", what, port, err)
+			t.Fatalf("%s does not listen on %s: %v", what, addr, err)
 		}
 	}
 }

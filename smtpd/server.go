@@ -5,7 +5,6 @@ package smtpd
 
 import (
 	"context"
-	"fmt"
 	"log"
 	"net"
 	"strconv"
@@ -77,7 +76,7 @@ func New(c *config.Config, dir Direction, logger *log.Logger, m *metrics.Metrics
 	} else {
 		s.limiter = newRateLimiter(c.MaxUserSendPerMinute, c.MaxUserSendBurstSize)
 	}
-	s.reinject.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.reinject.addr = net.JoinHostPort(c.PostfixHost, strconv.Itoa(port))
 
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = c.MailDomain
@@ -93,14 +92,9 @@ func New(c *config.Config, dir Direction, logger *log.Logger, m *metrics.Metrics
 	return s
 }
 
-// Listen binds the filter's SMTP port on the loopback interface.
-func (s *Server) Listen(port int) error {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return fmt.Errorf("listening for SMTP: %w", err)
-	}
+// Listen makes ln the filter's SMTP listener, which Serve answers on.
+func (s *Server) Listen(ln net.Listener) {
 	s.ln = newParamListener(ln, s.metrics)
-	return nil
 }
 
 // Reload takes the passthrough lists, the mailboxes folder and the rate
@@ -122,7 +116,7 @@ func (s *Server) debugf(format string, args ...any) {
 	}
 }
 
-// Serve answers SMTP connections on the port bound by Listen until
+// Serve answers SMTP connections on the listener given to Listen until
 // Shutdown.
 func (s *Server) Serve() error {
 	err := s.smtp.Serve(s.ln)

@@ -14,12 +14,12 @@ import (
 func BenchmarkTransaction(b *testing.B) {
 	msg := filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(b, make([]byte, 10<<10)))
 	sink := smtpdtest.NewSink(b, smtpdtest.Accept)
-	run := func(b *testing.B, port int, reconnect bool) {
+	run := func(b *testing.B, addr string, reconnect bool) {
 		b.SetBytes(int64(len(msg)))
 		var c *smtpdtest.Client
 		for b.Loop() {
 			if c == nil {
-				c = smtpdtest.Dial(b, port)
+				c = smtpdtest.Dial(b, addr)
 			}
 			if reply := c.Send(alice, []string{bob}, msg); reply[:3] != "250" {
 				b.Fatalf("reply %q", reply)
@@ -31,11 +31,11 @@ func BenchmarkTransaction(b *testing.B) {
 			}
 		}
 	}
-	b.Run("sink", func(b *testing.B) { run(b, sink.Port, false) })
-	b.Run("sink-reconnect", func(b *testing.B) { run(b, sink.Port, true) })
+	b.Run("sink", func(b *testing.B) { run(b, sink.Addr(), false) })
+	b.Run("sink-reconnect", func(b *testing.B) { run(b, sink.Addr(), true) })
 	b.Run("filtermail", func(b *testing.B) {
 		d := startDaemon(b, "outgoing", sink.Port,
 			"max_user_send_per_minute = 1000000", "max_user_send_burst_size = 1000000")
-		run(b, d.port, false)
+		run(b, d.addr(), false)
 	})
 }

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
+	"filtermail/internal/daemontest"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -21,124 +18,58 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "filtermail-bin")
+	bin, cleanup, err := daemontest.Build()
 	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "filtermail")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building filtermail: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// daemon is a running filtermail process.
+// daemon is a running filtermail with its SMTP and side HTTP listeners
+// handed over by the test.
 type daemon struct {
+	*daemontest.Daemon
 	t        testing.TB
-	port     int
-	httpPort int
-	iniPath  string
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	stderr   bytes.Buffer
-	exited   chan struct{}
+	port     int // SMTP
+	httpPort int // pages, metrics, healthz
 	mailDir  string
 }
 
-func (d *daemon) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.Write(p)
-}
-
-// Log returns what the daemon wrote to stderr so far.
-func (d *daemon) Log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.String()
-}
-
-// startDaemon runs filtermail in mode with a config whose ports are free,
-// reinjecting into sink, plus the extra [params] lines given.
+// startDaemon runs filtermail in mode, reinjecting into the sink on
+// sinkPort, with the extra [params] lines given.
 func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
-	return startDaemonWith(t, "", mode, sinkPort, extra...)
+	return startDaemonWith(t, daemontest.Options{}, mode, sinkPort, extra...)
 }
 
-// startDaemonWith is startDaemon with a twist: how is "flag" for -v,
-// "env" for FILTERMAIL_LOG=debug, or "notify:PATH" for systemd's
-// NOTIFY_SOCKET.
-func startDaemonWith(t testing.TB, how, mode string, sinkPort int, extra ...string) *daemon {
+// startDaemonWith is startDaemon with flags or environment of o.
+func startDaemonWith(t testing.TB, o daemontest.Options, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, port: smtpdtest.FreePort(t), httpPort: smtpdtest.FreePort(t), exited: make(chan struct{}), mailDir: t.TempDir()}
 	portKey, reinjectKey, httpKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port"
 	if mode == "incoming" {
 		portKey, reinjectKey, httpKey = portKey+"_incoming", reinjectKey+"_incoming", httpKey+"_incoming"
 	}
-	ini := fmt.Sprintf("[params]\nmail_domain = chat.example.org\n%s = %d\n%s = %d\n%s = %d\nmailboxes_dir = %s\n%s\n",
-		portKey, d.port, reinjectKey, sinkPort, httpKey, d.httpPort, d.mailDir, strings.Join(extra, "\n"))
-	d.iniPath = filepath.Join(t.TempDir(), "chatmail.ini")
-	if err := os.WriteFile(d.iniPath, []byte(ini), 0o644); err != nil {
-		t.Fatal(err)
+	d := &daemon{t: t, mailDir: t.TempDir()}
+	o.Mode = mode
+	o.Params = append([]string{
+		"mail_domain = chat.example.org",
+		reinjectKey + " = " + strconv.Itoa(sinkPort),
+		"mailboxes_dir = " + d.mailDir,
+	}, extra...)
+	o.Sockets = []string{portKey}
+	if !slices.Contains(extra, httpKey+" = 0") {
+		o.Sockets = append(o.Sockets, httpKey)
 	}
-	d.cmd = exec.Command(binary, d.iniPath, mode)
-	switch {
-	case how == "flag":
-		d.cmd.Args = []string{binary, "-v", d.iniPath, mode}
-	case how == "env":
-		d.cmd.Env = append(os.Environ(), "FILTERMAIL_LOG=debug")
-	case strings.HasPrefix(how, "notify:"):
-		d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+strings.TrimPrefix(how, "notify:"))
-	}
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(10 * time.Second):
-			d.cmd.Process.Kill()
-		}
-		if strings.Contains(d.Log(), "DATA RACE") {
-			t.Error("the race detector found a data race") // with GOFLAGS=-race
-		}
-		if t.Failed() {
-			t.Logf("filtermail log:\n%s", d.Log())
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", d.addr())
-		if err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-d.exited:
-			t.Fatalf("filtermail exited: %s", d.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("filtermail did not listen: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	d.Daemon = daemontest.Start(t, binary, o)
+	d.port, d.httpPort = d.Ports[portKey], d.Ports[httpKey]
+	return d
 }
 
-// waitLog waits until the log holds line n times.
-func (d *daemon) waitLog(t testing.TB, line string, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); strings.Count(d.Log(), line) < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", line, d.Log())
-		}
-	}
-}
+func (d *daemon) waitLog(t testing.TB, line string, n int) { t.Helper(); d.WaitLog(t, line, n) }
 
 func (d *daemon) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)) }
 
@@ -153,7 +84,7 @@ func (d *daemon) mark(addr string) {
 
 func dial(t testing.TB, d *daemon) *smtpdtest.Client {
 	t.Helper()
-	return smtpdtest.Dial(t, d.port)
+	return smtpdtest.Dial(t, d.addr())
 }
 
 // wantReply fails the test unless got is want, or starts with want+" ".

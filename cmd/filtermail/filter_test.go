@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"filtermail/filter/filtertest"
+	"filtermail/internal/daemontest"
+	"filtermail/internal/testnet"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -198,25 +201,24 @@ func TestReinjectionFaults(t *testing.T) {
 		})
 	}
 	t.Run("Postfix down", func(t *testing.T) {
-		sink := newSink(t, smtpdtest.Accept)
-		sink.Close()
-		d := startDaemon(t, "incoming", sink.Port)
+		// Nothing listens on a host of the test's own.
+		d := startDaemon(t, "incoming", 10026, "postfix_host = "+testnet.Host(t))
 		c := dial(t, d)
 		wantReply(t, "sink down", c.Send(bob, []string{alice}, msg), "451 4.4.1")
 	})
 }
 
 func TestStartErrors(t *testing.T) {
-	port := smtpdtest.FreePort(t)
+	// A host of the test's own: its ports are free unless the test takes
+	// them.
+	host := testnet.Host(t)
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		path := filepath.Join(dir, name)
 		os.WriteFile(path, []byte(text), 0o644)
 		return path
 	}
-	httpPort := smtpdtest.FreePort(t)
-	ports := "filtermail_smtp_port = " + itoa(port) + "\nfiltermail_http_port = " + itoa(httpPort) + "\n"
-	good := write("good.ini", "[params]\nmail_domain = x\n"+ports)
+	good := write("good.ini", "[params]\nmail_domain = x\nfiltermail_host = "+host+"\n")
 	www := filepath.Join(dir, "www")
 	os.CopyFS(www, os.DirFS("../../policypages/testdata/www"))
 	os.WriteFile(filepath.Join(www, "src/info.md"), []byte("# Info\n\n{{ config.mail_domain | nosuchfilter }}\n"), 0o644)
@@ -231,11 +233,13 @@ func TestStartErrors(t *testing.T) {
 		{"not a number", "filtermail_smtp_port: \"ten\" is not a number",
 			[]string{write("b.ini", "[params]\nmail_domain = x\nfiltermail_smtp_port = ten\n"), "outgoing"}},
 		{"unknown language", `languages: unknown language code "XX"`,
-			[]string{write("c.ini", "[params]\nmail_domain = x\nlanguages = EN XX\n"+ports), "outgoing"}},
+			[]string{write("c.ini", "[params]\nmail_domain = x\nlanguages = EN XX\nfiltermail_host = "+host+"\n"), "outgoing"}},
 		{"template error", "www/src/info.md:3: filter 'nosuchfilter' not found",
-			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"+ports), "incoming"}},
+			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\nfiltermail_host = "+host+"\n"), "incoming"}},
 		{"render: template error", "www/src/info.md:",
 			[]string{"render", write("e.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"), filepath.Join(dir, "out")}},
+		{"address not local", "filtermail_smtp_port: cannot listen on 192.0.2.1:10080: ",
+			[]string{write("f.ini", "[params]\nmail_domain = x\nfiltermail_host = 192.0.2.1\n"), "outgoing"}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(binary, tt.args...)
@@ -251,8 +255,8 @@ func TestStartErrors(t *testing.T) {
 		}
 	}
 	// Nothing was bound or written.
-	for _, p := range []int{port, httpPort} {
-		ln, err := net.Listen("tcp", "127.0.0.1:"+itoa(p))
+	for _, port := range []string{"10080", "10081", "10082", "10083"} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 		if err != nil {
 			t.Fatalf("port taken after failed starts: %v", err)
 		}
@@ -260,6 +264,57 @@ func TestStartErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 		t.Error("render wrote pages despite the error")
+	}
+}
+
+// A port already in use stops the start with exit code 2 and one line
+// naming its key; nothing is logged or left bound before it.
+func TestStartPortInUse(t *testing.T) {
+	host := testnet.Host(t)
+	for _, tt := range []struct{ mode, key, port, other string }{
+		{"outgoing", "filtermail_smtp_port", "10080", "10082"},
+		{"outgoing", "filtermail_http_port", "10082", "10080"},
+		{"incoming", "filtermail_smtp_port_incoming", "10081", "10083"},
+		{"incoming", "filtermail_http_port_incoming", "10083", "10081"},
+	} {
+		taken, err := net.Listen("tcp", net.JoinHostPort(host, tt.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr, code := daemontest.Run(t, binary, daemontest.Options{Mode: tt.mode,
+			Params: []string{"mail_domain = x", "filtermail_host = " + host}})
+		taken.Close()
+		want := fmt.Sprintf("filtermail: %s: %s:%s already in use\n", tt.key, host, tt.port)
+		if code != 2 || stderr != want {
+			t.Errorf("%s taken: exit code %d, stderr %q; want 2 and %q", tt.key, code, stderr, want)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, tt.other))
+		if err != nil {
+			t.Errorf("%s taken: the other port is left bound: %v", tt.key, err)
+		} else {
+			ln.Close()
+		}
+	}
+}
+
+// Sockets passed the systemd way must each be a listener of the process.
+func TestStartPassedSocketErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, want string
+		o          daemontest.Options
+	}{
+		{"not a listener of this mode", "filtermail: LISTEN_FDNAMES: filtermail_smtp_port_incoming passed but not a listener of this process\n",
+			daemontest.Options{Mode: "outgoing", Sockets: []string{"filtermail_smtp_port", "filtermail_smtp_port_incoming"}}},
+		{"unknown name", "filtermail: LISTEN_FDNAMES: smtp passed but not a listener of this process\n",
+			daemontest.Options{Mode: "incoming", Sockets: []string{"smtp"}}},
+		{"no names", "filtermail: LISTEN_FDNAMES: 1 names for 2 sockets; ",
+			daemontest.Options{Mode: "incoming", Sockets: []string{"a", "b"}, Env: []string{"LISTEN_FDNAMES="}}},
+	} {
+		tt.o.Params = []string{"mail_domain = x", "filtermail_host = " + testnet.Host(t)}
+		stderr, code := daemontest.Run(t, binary, tt.o)
+		if code != 2 || !strings.HasPrefix(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%s: exit code %d, stderr %q; want 2 and %q", tt.name, code, stderr, tt.want)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"syscall"
 
+	"filtermail/activation"
 	"filtermail/config"
 	"filtermail/smtpd"
 )
@@ -90,7 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, log: logger, debug: debugLog}
+	sockets, err := activation.FromEnvironment()
+	if err != nil {
+		return usageError{err}
+	}
+	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, sockets: sockets, log: logger, debug: debugLog}
 	return d.run(ctx)
 }
 

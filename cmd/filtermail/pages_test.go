@@ -21,6 +21,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 
+	"filtermail/internal/testnet"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -235,40 +236,37 @@ func TestPagesTraversal(t *testing.T) {
 }
 
 func TestPagesOff(t *testing.T) {
-	port := smtpdtest.FreePort(t)
+	host := testnet.Host(t)
 	// With its listener off, the filter does not render pages, so broken
 	// page sources do not keep it from starting.
-	d := startDaemon(t, "incoming", newSink(t, smtpdtest.Accept).Port,
-		"filtermail_http_port_incoming = 0", "filtermail_http_port = "+itoa(port), "www_folder = /nonexistent")
-	if strings.Contains(d.Log(), "pages listening") {
+	d := startDaemon(t, "incoming", newSink(t, smtpdtest.Accept).Port, "filtermail_host = "+host,
+		"filtermail_http_port_incoming = 0", "www_folder = /nonexistent")
+	if strings.Contains(d.Log(), "pages") {
 		t.Errorf("pages listen with the port set to 0:\n%s", d.Log())
 	}
-	if conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(d.httpPort))); err == nil {
-		conn.Close()
-		t.Error("something listens on the incoming side port")
-	}
-	// The incoming filter does not take the outgoing side port either.
-	ln, err := net.Listen("tcp", "127.0.0.1:"+itoa(port))
-	if err != nil {
-		t.Errorf("outgoing side port taken by the incoming filter: %v", err)
-	} else {
-		ln.Close()
+	// Nothing listens on the filter's host: neither the incoming side
+	// port nor the outgoing one.
+	for _, port := range []string{"10082", "10083"} {
+		if conn, err := net.Dial("tcp", net.JoinHostPort(host, port)); err == nil {
+			conn.Close()
+			t.Errorf("something listens on %s", port)
+		}
 	}
 }
 
 func TestPagesReload(t *testing.T) {
 	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port, "delete_mails_after = 23")
-	ini, err := os.ReadFile(d.iniPath)
+	ini, err := os.ReadFile(d.IniPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rewrite := func(from, to string) {
 		t.Helper()
 		ini = bytes.Replace(ini, []byte(from), []byte(to), 1)
-		if err := os.WriteFile(d.iniPath, ini, 0o644); err != nil {
+		if err := os.WriteFile(d.IniPath, ini, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		d.cmd.Process.Signal(syscall.SIGHUP)
+		d.Cmd.Process.Signal(syscall.SIGHUP)
 	}
 	waitLog := func(want string, n int) { t.Helper(); d.waitLog(t, want, n) }
 	shows := func(want string) {
@@ -280,7 +278,7 @@ func TestPagesReload(t *testing.T) {
 	shows("after 23 days")
 
 	rewrite("delete_mails_after = 23", "delete_mails_after = 31")
-	waitLog("Reloaded "+d.iniPath+".", 1)
+	waitLog("Reloaded "+d.IniPath+".", 1)
 	shows("after 31 days")
 
 	rewrite("delete_mails_after = 31", "delete_mails_after = 32\nlanguages = EN XX")
@@ -308,7 +306,7 @@ func TestPagesReload(t *testing.T) {
 func TestRenderCommand(t *testing.T) {
 	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port, pageParams...)
 	dir := filepath.Join(t.TempDir(), "html")
-	cmd := exec.Command(binary, "render", d.iniPath, dir)
+	cmd := exec.Command(binary, "render", d.IniPath, dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Wrote 7 files to "+dir) {
 		t.Fatalf("render: %v\n%s", err, out)

@@ -33,20 +33,22 @@ func (d *service) reload() {
 }
 
 // restartOnly lists the keys whose new values a reload cannot apply: the
-// ports, which are bound, and the size limit, which the SMTP server
-// announces.
+// listeners, which are bound, where reinjection goes, and the size limit,
+// which the SMTP server announces.
 func restartOnly(running, next *config.Config) []string {
 	var keys []string
 	for _, k := range []struct {
 		key      string
-		old, new int64
+		old, new any
 	}{
-		{"filtermail_smtp_port", int64(running.SMTPPort), int64(next.SMTPPort)},
-		{"filtermail_smtp_port_incoming", int64(running.SMTPPortIncoming), int64(next.SMTPPortIncoming)},
-		{"postfix_reinject_port", int64(running.ReinjectPort), int64(next.ReinjectPort)},
-		{"postfix_reinject_port_incoming", int64(running.ReinjectPortIncoming), int64(next.ReinjectPortIncoming)},
-		{"filtermail_http_port", int64(running.HTTPPort), int64(next.HTTPPort)},
-		{"filtermail_http_port_incoming", int64(running.HTTPPortIncoming), int64(next.HTTPPortIncoming)},
+		{"filtermail_host", running.FiltermailHost, next.FiltermailHost},
+		{"postfix_host", running.PostfixHost, next.PostfixHost},
+		{"filtermail_smtp_port", running.SMTPPort, next.SMTPPort},
+		{"filtermail_smtp_port_incoming", running.SMTPPortIncoming, next.SMTPPortIncoming},
+		{"postfix_reinject_port", running.ReinjectPort, next.ReinjectPort},
+		{"postfix_reinject_port_incoming", running.ReinjectPortIncoming, next.ReinjectPortIncoming},
+		{"filtermail_http_port", running.HTTPPort, next.HTTPPort},
+		{"filtermail_http_port_incoming", running.HTTPPortIncoming, next.HTTPPortIncoming},
 		{"max_message_size", running.MaxMessageSize, next.MaxMessageSize},
 	} {
 		if k.old != k.new {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"filtermail/activation"
 	"filtermail/config"
 	"filtermail/metrics"
 	"filtermail/policypages"
@@ -27,6 +28,7 @@ type service struct {
 	cfgPath string
 	cfg     *config.Config // as at start: ports and sizes do not change
 	dir     smtpd.Direction
+	sockets *activation.Sockets // passed by systemd, if any
 	log     *log.Logger
 	debug   bool
 
@@ -36,44 +38,88 @@ type service struct {
 	side    *http.Server
 }
 
+// listener is one of a filter's listening ports, named by its config key.
+type listener struct {
+	key  string
+	port int
+}
+
+// listeners are the filter's SMTP listener and, unless its port is 0, its
+// side HTTP listener.
+func (d *service) listeners() []listener {
+	ls := []listener{{"filtermail_smtp_port", d.cfg.SMTPPort}, {"filtermail_http_port", d.cfg.HTTPPort}}
+	if d.dir == smtpd.Incoming {
+		ls = []listener{{"filtermail_smtp_port_incoming", d.cfg.SMTPPortIncoming}, {"filtermail_http_port_incoming", d.cfg.HTTPPortIncoming}}
+	}
+	if ls[1].port == 0 {
+		return ls[:1]
+	}
+	return ls
+}
+
+// listenAll binds every listener of ls on filtermail_host, or takes the
+// socket systemd passed for it. It binds all of them or none.
+func (d *service) listenAll(ls []listener) ([]net.Listener, error) {
+	var lns []net.Listener
+	var err error
+	for _, l := range ls {
+		var ln net.Listener
+		ln, err = d.sockets.Listen(l.key, net.JoinHostPort(d.cfg.FiltermailHost, strconv.Itoa(l.port)))
+		if err != nil {
+			break
+		}
+		lns = append(lns, ln)
+	}
+	if cerr := d.sockets.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	return lns, nil
+}
+
 // run serves until ctx is done, then lets the transactions in flight
-// finish. SIGHUP reloads the config and the pages.
+// finish. SIGHUP reloads the config and the pages. Every listener is
+// bound before the first line is logged: a port that cannot be had is a
+// usage error naming its key, and leaves nothing bound.
 func (d *service) run(ctx context.Context) error {
 	// A SIGHUP that comes while starting waits for the loop below.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	port, httpPort := d.ports()
+	ls := d.listeners()
+	var site *policypages.Site
+	if len(ls) > 1 {
+		// Without a side listener, the pages are not rendered at all.
+		var err error
+		if site, err = renderPages(d.cfg, d.log); err != nil {
+			return usageError{err}
+		}
+	}
+	lns, err := d.listenAll(ls)
+	if err != nil {
+		return usageError{err}
+	}
+
 	d.metrics = metrics.New(d.dir.String(), version())
 	d.smtp = smtpd.New(d.cfg, d.dir, d.log, d.metrics)
 	d.smtp.SetDebug(d.debug)
-
-	// The side listener is bound first: once the SMTP port accepts, both
-	// are up. Without it, the pages are not rendered at all.
-	if httpPort != 0 {
-		site, err := renderPages(d.cfg, d.log)
-		if err != nil {
-			return usageError{err}
-		}
+	d.smtp.Listen(lns[0])
+	serving := fmt.Sprintf("%s filter: SMTP on %s", d.dir.Title(), lns[0].Addr())
+	if len(lns) > 1 {
 		d.pages = policypages.NewHandler(site)
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)))
-		if err != nil {
-			return fmt.Errorf("side HTTP listener: %w", err)
-		}
 		d.side = newSideServer(d.pages, d.metrics.Handler(), d.smtp.Health, d.log)
-		go d.side.Serve(ln)
-		d.log.Printf("%s pages and metrics listening on port %d.", d.dir.Title(), httpPort)
-	}
-	if err := d.smtp.Listen(port); err != nil {
-		if d.side != nil {
-			d.side.Close()
-		}
-		return err
+		go d.side.Serve(lns[1])
+		serving += fmt.Sprintf(", pages and metrics on http://%s", lns[1].Addr())
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.smtp.Serve() }()
-	d.log.Printf("%s filter listening on port %d.", d.dir.Title(), port)
+	d.log.Printf("%s; entering serving loop.", serving)
 	notify(d.log, "READY=1")
 
 	for stopping := false; !stopping; {
@@ -100,11 +146,4 @@ func (d *service) run(ctx context.Context) error {
 		d.log.Printf("Stopped with transactions cut off: %v", err)
 	}
 	return <-done
-}
-
-func (d *service) ports() (smtpPort, httpPort int) {
-	if d.dir == smtpd.Incoming {
-		return d.cfg.SMTPPortIncoming, d.cfg.HTTPPortIncoming
-	}
-	return d.cfg.SMTPPort, d.cfg.HTTPPort
 }

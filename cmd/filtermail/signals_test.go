@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"filtermail/filter/filtertest"
+	"filtermail/internal/daemontest"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -33,7 +34,7 @@ func TestSIGTERMFinishesTransactions(t *testing.T) {
 	w.Close()
 	<-arrived // the message is at the sink, which takes its time to answer
 
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	start := time.Now()
 	if got := idle.Reply(); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("idle client: %q, want 421", got)
@@ -55,8 +56,8 @@ func TestSIGTERMFinishesTransactions(t *testing.T) {
 	if got := busy.Reply(); !strings.HasPrefix(got, "250") {
 		t.Errorf("client in flight got %q, want the sink's 250", got)
 	}
-	<-d.exited
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+	<-d.Exited
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
 	wantDelivered(t, sink, smtpdtest.Message{From: alice, To: []string{bob}, Data: msg})
@@ -68,7 +69,7 @@ func TestSIGTERMRefusesNewTransactions(t *testing.T) {
 	d := startDaemon(t, "outgoing", sink.Port)
 	c := dial(t, d)
 	wantReply(t, "MAIL", c.Cmd("MAIL FROM:<"+alice+">"), "250")
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	d.waitLog(t, "Stopping: finishing transactions in flight.", 1)
 	// The open transaction may go on ...
 	wantReply(t, "RCPT", c.Cmd("RCPT TO:<"+bob+">"), "250")
@@ -77,7 +78,7 @@ func TestSIGTERMRefusesNewTransactions(t *testing.T) {
 	if got := c.Cmd("MAIL FROM:<" + alice + ">"); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("MAIL after RSET while stopping: %q", got)
 	}
-	<-d.exited
+	<-d.Exited
 	if len(sink.Messages()) != 0 {
 		t.Error("a message arrived")
 	}
@@ -85,9 +86,9 @@ func TestSIGTERMRefusesNewTransactions(t *testing.T) {
 
 func TestSIGINTExitsZero(t *testing.T) {
 	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port)
-	d.cmd.Process.Signal(os.Interrupt)
-	<-d.exited
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+	d.Cmd.Process.Signal(os.Interrupt)
+	<-d.Exited
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d after SIGINT", code)
 	}
 }
@@ -103,11 +104,11 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	}
 	wantReply(t, "before reload", send(), encryptionNeeded)
 
-	ini, _ := os.ReadFile(d.iniPath)
+	ini, _ := os.ReadFile(d.IniPath)
 	hup := func(text []byte, logLine string, n int) {
 		t.Helper()
-		os.WriteFile(d.iniPath, text, 0o644)
-		d.cmd.Process.Signal(syscall.SIGHUP)
+		os.WriteFile(d.IniPath, text, 0o644)
+		d.Cmd.Process.Signal(syscall.SIGHUP)
 		d.waitLog(t, logLine, n)
 	}
 	good := bytes.Replace(ini, []byte("passthrough_recipients ="), []byte("passthrough_recipients = echo@chat.example.org"), 1)
@@ -120,7 +121,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	}
 	wantReply(t, "after a failed reload", send(), "250")
 
-	moved := bytes.Replace(good, []byte("filtermail_smtp_port ="), []byte("filtermail_smtp_port = 1\n#"), 1)
+	moved := append(append([]byte{}, good...), "filtermail_smtp_port = 1\n"...)
 	hup(moved, "Reload: filtermail_smtp_port changed; that takes a restart.", 1)
 	wantReply(t, "after a port change", send(), "250")
 
@@ -156,8 +157,11 @@ func TestHealthz(t *testing.T) {
 
 func TestDebugLog(t *testing.T) {
 	sink := newSink(t, smtpdtest.Accept)
-	for _, how := range []string{"flag", "env"} {
-		d := startDaemonWith(t, how, "outgoing", sink.Port)
+	for how, o := range map[string]daemontest.Options{
+		"flag": {Flags: []string{"-v"}},
+		"env":  {Env: []string{"FILTERMAIL_LOG=debug"}},
+	} {
+		d := startDaemonWith(t, o, "outgoing", sink.Port)
 		c := dial(t, d)
 		wantReply(t, how, c.Send(alice, []string{bob}, filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(t, []byte("x")))), "250")
 		d.waitLog(t, "Outgoing: SEIPD v2, 1 key packets", 1)
@@ -180,7 +184,7 @@ func TestNotifySystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	d := startDaemonWith(t, "notify:"+path, "outgoing", newSink(t, smtpdtest.Accept).Port)
+	d := startDaemonWith(t, daemontest.Options{Env: []string{"NOTIFY_SOCKET=" + path}}, "outgoing", newSink(t, smtpdtest.Accept).Port)
 	read := func() string {
 		sock.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 512)
@@ -193,7 +197,7 @@ func TestNotifySystemd(t *testing.T) {
 	if got := read(); got != "READY=1" {
 		t.Errorf("first notification %q", got)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	if got := read(); got != "STOPPING=1" {
 		t.Errorf("notification on SIGTERM %q", got)
 	}

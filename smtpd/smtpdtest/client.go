@@ -18,11 +18,11 @@ type Client struct {
 	Text *textproto.Conn
 }
 
-// Dial opens an SMTP session with the server on a loopback port, reads
+// Dial opens an SMTP session with the server at addr (host:port), reads
 // its greeting and says EHLO.
-func Dial(t testing.TB, port int) *Client {
+func Dial(t testing.TB, addr string) *Client {
 	t.Helper()
-	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,15 +103,4 @@ func (c *Client) WantData(msg []byte, want string) string {
 		c.t.Errorf("end of data: reply %q, want %q", reply, want)
 	}
 	return reply
-}
-
-// FreePort returns a loopback TCP port that nothing listens on now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
