@@ -32,7 +32,7 @@ func TestFiltermailDownThroughPostfix(t *testing.T) {
 // once.
 func TestReinjectionDownThroughPostfix(t *testing.T) {
 	r := startRelay(t)
-	r.setService("reinject", false)
+	r.setService(reinjectService, false)
 	msg := filtermailMessage(t)
 	c := smtpdtest.Dial(t, r.submission)
 	got := c.Send(alice, []string{bob}, msg)
@@ -40,7 +40,7 @@ func TestReinjectionDownThroughPostfix(t *testing.T) {
 	if !strings.HasPrefix(got, "451") || !strings.Contains(got, "try again later") {
 		t.Errorf("reinjection down: %q, want filtermail's 451", got)
 	}
-	r.setService("reinject", true)
+	r.setService(reinjectService, true)
 	c = smtpdtest.Dial(t, r.submission)
 	if got := c.Send(alice, []string{bob}, msg); !strings.HasPrefix(got, "250") {
 		t.Errorf("retry: %q", got)

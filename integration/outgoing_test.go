@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,10 +23,11 @@ const (
 )
 
 // relay is Postfix with filtermail in both of a relay's places, the way
-// relays wire them: the submission service and the MX service pass each
-// transaction to filtermail (smtpd_proxy_filter), which reinjects what
-// passes into two plain smtpd services with maxproc 100. Everything runs
-// on a loopback host of the test's own, on the relay's default ports.
+// relays wire them (README.md's master.cf): the submission service and
+// the MX service pass each transaction to filtermail
+// (smtpd_proxy_filter), which reinjects what passes into two plain smtpd
+// services with maxproc 100. Everything runs on a loopback host of the
+// test's own, filtermail on its default ports.
 type relay struct {
 	*postfix
 	sink                   *smtpdtest.Sink
@@ -35,38 +35,21 @@ type relay struct {
 	outgoing, incoming     *daemontest.Daemon
 }
 
-// The ports of the relay: Postfix's services, and filtermail's SMTP
-// listeners at their defaults.
-const (
-	mxPort             = 25
-	submissionPort     = 587
-	afterQueuePort     = 588 // submission with filtermail after the queue
-	reinjectPort       = 10025
-	reinjectIncoming   = 10026
-	filtermailOutgoing = 10080
-	filtermailIncoming = 10081
-)
+// reinjectService is the name of the outgoing reinjection service in
+// README.md's master.cf.
+const reinjectService = "127.0.0.1:10025"
 
 func startRelay(t *testing.T, params ...string) *relay {
 	t.Helper()
 	host := testnet.Host(t)
 	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept)}
-	filterOut := net.JoinHostPort(host, itoa(filtermailOutgoing))
 	r.postfix = startPostfix(t, postfixConfig{
 		Host:      host,
 		SinkPort:  r.sink.Port,
 		Mailboxes: []string{"alice", "carol", "strict", "echo"},
-		Services: []service{
-			{Name: "submission", Port: submissionPort, Options: []string{
-				"smtpd_client_connection_count_limit=1000",
-				"smtpd_proxy_filter=" + filterOut}},
-			{Name: "mx", Port: mxPort, Options: []string{"smtpd_proxy_filter=" + net.JoinHostPort(host, itoa(filtermailIncoming))}},
-			{Name: "aftersubmission", Port: afterQueuePort, Options: []string{"content_filter=smtp:[" + host + "]:" + itoa(filtermailOutgoing)}},
-			{Name: "reinject", Port: reinjectPort, MaxProc: "100"},
-			{Name: "reinject_incoming", Port: reinjectIncoming, MaxProc: "100"},
-		},
+		Services:  readmeServices(t, host),
 	})
-	r.submission, r.mx, r.aqueue = r.Addr(submissionPort), r.Addr(mxPort), r.Addr(afterQueuePort)
+	r.submission, r.mx, r.aqueue = r.Addr("submission"), r.Addr("smtp"), r.Addr("588")
 	o := daemontest.Options{Params: append([]string{
 		"mail_domain = " + domain,
 		"mailboxes_dir = " + r.mailDir,
@@ -79,8 +62,6 @@ func startRelay(t *testing.T, params ...string) *relay {
 	r.incoming = daemontest.Start(t, binary, o)
 	return r
 }
-
-func itoa(n int) string { return fmt.Sprint(n) }
 
 func TestOutgoingBeforeQueue(t *testing.T) {
 	r := startRelay(t, "passthrough_recipients = echo@"+domain)

@@ -33,21 +33,66 @@ type postfix struct {
 	mailDir string         // virtual maildirs: mail/<domain>/<user>/
 }
 
-// postfixConfig describes an instance: the smtpd services of master.cf,
-// each on its port of the instance's host.
+// postfixConfig describes an instance.
 type postfixConfig struct {
 	Host      string    // a loopback address no other test uses
-	Services  []service // each on its own port
+	Services  []service // master.cf's inet services, on Host
 	SinkPort  int       // relayhost: the internet
 	Mailboxes []string  // local parts with a maildir
 }
 
-// service is one smtpd in master.cf. Options are its -o settings.
+// service is one inet service of master.cf.
 type service struct {
-	Name    string
-	Port    int
-	MaxProc string
-	Options []string
+	Name  string // its first field as the README writes it
+	Addr  string // where it listens: host:port
+	Entry string // its lines in master.cf, on the instance's host
+}
+
+// readmeServices returns the inet services of the master.cf block in
+// README.md on host: each service name gets the host in front, and host
+// stands in for 127.0.0.1.
+func readmeServices(t *testing.T, host string) []service {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "```\n# master.cf\n")
+	block, _, closed := strings.Cut(block, "```")
+	if !ok || !closed {
+		t.Fatal("README.md has no master.cf block")
+	}
+	var services []service
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		line = strings.ReplaceAll(line, "127.0.0.1", host)
+		switch {
+		case strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, " "):
+			if len(services) == 0 || len(strings.Fields(line)) != 2 || strings.Fields(line)[0] != "-o" {
+				t.Fatalf("README.md master.cf: %q is not an -o option of a service", line)
+			}
+			services[len(services)-1].Entry += line + "\n"
+		default:
+			fields := strings.Fields(line)
+			if len(fields) != 8 || fields[1] != "inet" {
+				t.Fatalf("README.md master.cf: %q is not an inet service", line)
+			}
+			name := strings.ReplaceAll(fields[0], host, "127.0.0.1")
+			listen := fields[0]
+			if !strings.Contains(listen, ":") {
+				listen = host + ":" + listen
+			}
+			h, p, _ := net.SplitHostPort(listen)
+			port, err := net.LookupPort("tcp", p)
+			if err != nil {
+				t.Fatalf("README.md master.cf: service %s: %v", name, err)
+			}
+			fields[0] = listen
+			services = append(services, service{Name: name, Addr: net.JoinHostPort(h, strconv.Itoa(port)),
+				Entry: strings.Join(fields, " ") + "\n"})
+		}
+	}
+	return services
 }
 
 const mainCF = `compatibility_level = 3.6
@@ -89,10 +134,7 @@ maximal_backoff_time = 2s
 notify_classes =
 `
 
-const masterCF = `{{range .Services}}{{$.Host}}:{{.Port}} inet n - n - {{or .MaxProc "-"}} smtpd
-  -o syslog_name=postfix/{{.Name}}
-{{range .Options}}  -o {{.}}
-{{end}}{{end}}pickup    unix  n       -       n       60      1       pickup
+const masterCF = `{{range .Services}}{{.Entry}}{{end}}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
@@ -135,12 +177,12 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	}
 	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", domain)}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ports := map[int]string{}
+	addrs := map[string]string{}
 	for _, s := range cfg.Services {
-		if other, ok := ports[s.Port]; ok {
-			t.Fatalf("services %s and %s on the same port %d", other, s.Name, s.Port)
+		if other, ok := addrs[s.Addr]; ok {
+			t.Fatalf("services %s and %s both on %s", other, s.Name, s.Addr)
 		}
-		ports[s.Port] = s.Name
+		addrs[s.Addr] = s.Name
 	}
 	// Postfix's processes run as its own users: they must reach the
 	// folders, and the virtual delivery agent writes as nobody.
@@ -190,13 +232,21 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
 	}
 	for _, s := range cfg.Services {
-		waitListening(t, "Postfix "+s.Name, p.Addr(s.Port))
+		waitListening(t, "Postfix "+s.Name, s.Addr)
 	}
 	return p
 }
 
-// Addr is the address of the instance's port.
-func (p *postfix) Addr(port int) string { return net.JoinHostPort(p.Host, strconv.Itoa(port)) }
+// Addr is the address of the service name.
+func (p *postfix) Addr(name string) string {
+	for _, s := range p.data["Services"].([]service) {
+		if s.Name == name {
+			return s.Addr
+		}
+	}
+	p.t.Fatalf("no service %s", name)
+	return ""
+}
 
 // stop stops the instance and waits until its master process has gone,
 // so that its ports are free when the test gives its host back.
@@ -242,7 +292,12 @@ func setAlternates(t *testing.T, edit func([]string) []string) {
 	if err != nil {
 		t.Fatalf("postconf: %v", err)
 	}
-	dirs := edit(strings.Fields(strings.ReplaceAll(string(out), ",", " ")))
+	// Instances of test runs that were killed are gone: forget them.
+	dirs := slices.DeleteFunc(strings.Fields(strings.ReplaceAll(string(out), ",", " ")), func(d string) bool {
+		_, err := os.Stat(d)
+		return os.IsNotExist(err)
+	})
+	dirs = edit(dirs)
 	if out, err := exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " ")).CombinedOutput(); err != nil {
 		t.Fatalf("postconf -e: %v\n%s", err, out)
 	}
@@ -272,12 +327,7 @@ func (p *postfix) setService(name string, on bool) {
 	if out, err := p.run("reload"); err != nil {
 		p.t.Fatalf("postfix reload: %v\n%s", err, out)
 	}
-	var addr string
-	for _, s := range all {
-		if s.Name == name {
-			addr = p.Addr(s.Port)
-		}
-	}
+	addr := p.Addr(name)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {

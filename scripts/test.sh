@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs every test of filtermail. Installs the tools the tests use (Postfix,
-# GnuPG, Sequoia, Chromium, systemd-analyze) with apt-get when they are
-# missing; needs root for that.
+# Runs every test of filtermail. Installs the tools the tests use with
+# apt-get when they are missing (needs root for that): the Debian packages
+# postfix (Postfix, without a configuration of its own), gnupg (GnuPG), sq
+# (Sequoia), chromium (Chromium) and systemd (systemd-analyze).
 set -eu
 cd "$(dirname "$0")/.."
 
