@@ -319,3 +319,18 @@ func TestStartPassedSocketErrors(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The first line of a started filter is its serving line, which the
+// relay's own tests wait for; warnings about the pages come after it.
+func TestServingLineFirst(t *testing.T) {
+	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port, "languages = EN FR")
+	d.waitLog(t, "FR tab says the page is not translated", 1)
+	first, rest, _ := strings.Cut(d.Log(), "\n")
+	want := fmt.Sprintf("Outgoing filter: SMTP on 127.0.0.1:%d, pages and metrics on http://127.0.0.1:%d; entering serving loop.", d.port, d.httpPort)
+	if first != want {
+		t.Errorf("first line %q, want %q", first, want)
+	}
+	if !strings.Contains(rest, "Pages: ") || !strings.Contains(rest, "FR tab says the page is not translated") {
+		t.Errorf("no warning about the missing translation after the serving line:\n%s", d.Log())
+	}
+}

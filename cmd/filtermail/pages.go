@@ -8,17 +8,20 @@ import (
 	"filtermail/policypages"
 )
 
-// renderPages renders the policy pages for cfg and logs what was wrong
-// but did not stop them.
-func renderPages(cfg *config.Config, logger *log.Logger) (*policypages.Site, error) {
+// renderPages renders the policy pages for cfg.
+func renderPages(cfg *config.Config) (*policypages.Site, error) {
 	site, err := policypages.Render(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pages: %w", err)
 	}
+	return site, nil
+}
+
+// logWarnings logs what was wrong with the pages but did not stop them.
+func logWarnings(site *policypages.Site, logger *log.Logger) {
 	for _, w := range site.Warnings {
 		logger.Printf("Pages: %s", w)
 	}
-	return site, nil
 }
 
 // render writes the policy pages as static files into dir.
@@ -27,10 +30,11 @@ func render(cfgPath, dir string, logger *log.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
-	site, err := renderPages(cfg, logger)
+	site, err := renderPages(cfg)
 	if err != nil {
 		return usageError{err}
 	}
+	logWarnings(site, logger)
 	if err := site.WriteDir(dir); err != nil {
 		return err
 	}

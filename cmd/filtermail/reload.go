@@ -14,7 +14,7 @@ func (d *service) reload() {
 	next, err := config.Load(d.cfgPath)
 	var site *policypages.Site
 	if err == nil && d.pages != nil {
-		site, err = renderPages(next, d.log)
+		site, err = renderPages(next)
 	}
 	if err != nil {
 		d.metrics.Reloaded(false)
@@ -26,6 +26,7 @@ func (d *service) reload() {
 	}
 	d.smtp.Reload(next)
 	if site != nil {
+		logWarnings(site, d.log)
 		d.pages.Swap(site)
 	}
 	d.metrics.Reloaded(true)

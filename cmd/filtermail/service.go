@@ -97,7 +97,7 @@ func (d *service) run(ctx context.Context) error {
 	if len(ls) > 1 {
 		// Without a side listener, the pages are not rendered at all.
 		var err error
-		if site, err = renderPages(d.cfg, d.log); err != nil {
+		if site, err = renderPages(d.cfg); err != nil {
 			return usageError{err}
 		}
 	}
@@ -120,6 +120,9 @@ func (d *service) run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- d.smtp.Serve() }()
 	d.log.Printf("%s; entering serving loop.", serving)
+	if site != nil {
+		logWarnings(site, d.log)
+	}
 	notify(d.log, "READY=1")
 
 	for stopping := false; !stopping; {
