@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -39,8 +38,8 @@ type Sink struct {
 
 	mu       sync.Mutex
 	mode     Mode
-	delay    time.Duration
-	arrived  chan struct{} // closed when a message has been read in full
+	hold     chan struct{} // the next message's answer waits until it is closed
+	arrived  chan struct{} // closed when that message has been read in full
 	messages []Message
 	server   *smtp.Server
 	ln       net.Listener
@@ -65,15 +64,17 @@ func NewSink(t testing.TB, mode Mode) *Sink {
 	return s
 }
 
-// SetDelay makes the sink wait d after reading a message in full before it
-// answers, and returns a channel that is closed when the next message has
-// been read.
-func (s *Sink) SetDelay(d time.Duration) <-chan struct{} {
+// Hold makes the sink keep its answer to the next message until release
+// is called. arrived is closed when that message has been read in full.
+// The hold ends with the test at the latest.
+func (s *Sink) Hold(t testing.TB) (arrived <-chan struct{}, release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.delay = d
-	s.arrived = make(chan struct{})
-	return s.arrived
+	hold, a := make(chan struct{}), make(chan struct{})
+	s.hold, s.arrived = hold, a
+	release = sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(release)
+	return a, release
 }
 
 // Addr returns the sink's host:port.
@@ -143,13 +144,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	ss.sink.mu.Lock()
-	delay, arrived := ss.sink.delay, ss.sink.arrived
-	ss.sink.arrived = nil
+	hold, arrived := ss.sink.hold, ss.sink.arrived
+	ss.sink.hold, ss.sink.arrived = nil, nil
 	ss.sink.mu.Unlock()
-	if arrived != nil {
+	if hold != nil {
 		close(arrived)
+		<-hold
 	}
-	time.Sleep(delay)
 	switch mode {
 	case TempFail:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Sink is busy"}
