@@ -48,8 +48,8 @@ func (ss *session) Data(r io.Reader) error {
 	var msg messageBuffer
 	if _, err := msg.ReadFrom(r); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
-			ss.s.metrics.Message(verdictRefuse, reasonTooLarge)
-			ss.s.log.Printf("%s: refuse (%s), over %d bytes, %d recipients.", ss.s.dir.Title(), reasonTooLarge, ss.s.smtp.MaxMessageBytes, len(ss.to))
+			ss.s.metrics.Message(metrics.Refuse, metrics.ReasonTooLarge)
+			ss.s.log.Printf("%s: refuse (%s), over %d bytes, %d recipients.", ss.s.dir.Title(), metrics.ReasonTooLarge, ss.s.smtp.MaxMessageBytes, len(ss.to))
 		}
 		return err
 	}
@@ -81,16 +81,6 @@ var (
 	}
 )
 
-// Verdict labels of the metrics and the log, and the reasons that are not
-// the filter's rules.
-const (
-	verdictPass     = "pass"
-	verdictRefuse   = "refuse"
-	verdictTempfail = "tempfail"
-	reasonTooLarge  = "too_large"
-	reasonLookup    = "lookup_failed"
-)
-
 // handle judges one message and reinjects it when it passes.
 func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *messageBuffer) error {
 	env := filter.Envelope{From: from, To: to}
@@ -102,8 +92,8 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 	} else {
 		var err error
 		if v, err = policy.Incoming(env, m); err != nil {
-			s.metrics.Message(verdictTempfail, reasonLookup)
-			s.log.Printf("%s: tempfail (%s), %d bytes, %d recipients: %v", s.dir.Title(), reasonLookup, msg.Len(), len(to), err)
+			s.metrics.Message(metrics.Tempfail, metrics.ReasonLookupFailed)
+			s.log.Printf("%s: tempfail (%s), %d bytes, %d recipients: %v", s.dir.Title(), metrics.ReasonLookupFailed, msg.Len(), len(to), err)
 			return errLookupFailed
 		}
 	}
@@ -137,9 +127,9 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 // decided counts and logs a verdict: the relay's lines that mtail setups
 // count, and one line with the verdict, the rule and the size.
 func (s *Server) decided(v filter.Verdict, m *filter.Message, size int64, recipients int) {
-	verdict := verdictRefuse
+	verdict := metrics.Refuse
 	if v.Pass {
-		verdict = verdictPass
+		verdict = metrics.Pass
 	}
 	s.metrics.Message(verdict, string(v.Reason))
 	if v.Reason == filter.Encrypted {
