@@ -70,7 +70,7 @@ func NewPolicy(c *config.Config) *Policy {
 
 // ValidSender reports whether addr, the envelope sender of outgoing mail,
 // has the form local@domain. Outgoing mail from any other sender is refused
-// with the reason BadSender.
+// with the reason BadSender, at MAIL FROM.
 func ValidSender(addr string) bool {
 	local, domain, ok := strings.Cut(addr, "@")
 	return ok && local != "" && domain != "" && !strings.Contains(domain, "@")
@@ -79,6 +79,8 @@ func ValidSender(addr string) bool {
 // Outgoing judges a message a local user sends.
 func (p *Policy) Outgoing(env Envelope, m *Message) Verdict {
 	switch {
+	case !ValidSender(env.From):
+		return refuse(BadSender)
 	case !strings.EqualFold(m.From, env.From):
 		return refuse(ForgedFrom)
 	case m.Encrypted && !m.ArmorHeaders:

@@ -268,6 +268,19 @@ func TestIncoming(t *testing.T) {
 	}
 }
 
+// A sender that is not local@domain is refused as such, before the From
+// header is compared with it.
+func TestOutgoingBadSender(t *testing.T) {
+	f := getFixtures(t)
+	policy := &filter.Policy{PassthroughSenders: []string{""}, PassthroughRecipients: []string{"@example.net"}}
+	for _, sender := range []string{"", "a@b@c", "alice"} {
+		m := filter.ReadMessage(bytes.NewReader(filtertest.Encrypted(sender, bob, f.goV6)))
+		if got := policy.Outgoing(filter.Envelope{From: sender, To: []string{bob}}, m); got != refused(filter.BadSender) {
+			t.Errorf("sender %q: got %+v, want %+v", sender, got, refused(filter.BadSender))
+		}
+	}
+}
+
 func TestValidSender(t *testing.T) {
 	for addr, want := range map[string]bool{
 		alice: true, "a@b": true,

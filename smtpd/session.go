@@ -16,15 +16,23 @@ import (
 // session is one SMTP connection's transaction state.
 type session struct {
 	s    *Server
+	inTx bool // a MAIL was accepted and the transaction is open
 	from string
 	opts *smtp.MailOptions
 	to   []string
 }
 
+// Mail starts a transaction. A MAIL inside an open transaction is refused,
+// as Postfix refuses it, and the transaction goes on as it was: go-smtp
+// keeps its sender and recipients whatever the session answers.
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	ss.Reset()
+	if ss.inTx {
+		return errNestedMail
+	}
 	if ss.s.dir == Outgoing {
 		if !filter.ValidSender(from) {
+			ss.s.metrics.Message(metrics.Refuse, string(filter.BadSender))
+			ss.s.log.Printf("%s: %s (%s) at MAIL FROM.", ss.s.dir.Title(), metrics.Refuse, filter.BadSender)
 			return reply(500, "Invalid from address <%s>", from)
 		}
 		if !ss.s.limiter.Allow(from) {
@@ -33,7 +41,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return reply(450, "4.7.1: Too much mail from <%s>", from)
 		}
 	}
-	ss.from, ss.opts = from, opts
+	ss.inTx, ss.from, ss.opts = true, from, opts
 	return nil
 }
 
@@ -61,7 +69,7 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.opts, ss.to = "", nil, nil
+	ss.inTx, ss.from, ss.opts, ss.to = false, "", nil, nil
 }
 
 func (ss *session) Logout() error { return nil }
@@ -73,6 +81,7 @@ func reply(code int, format string, args ...any) *smtp.SMTPError {
 }
 
 var (
+	errNestedMail       = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: nested MAIL command"}
 	errEncryptionNeeded = reply(523, "Encryption Needed: Invalid Unencrypted Mail")
 	errLookupFailed     = &smtp.SMTPError{
 		Code:         451,
@@ -99,10 +108,12 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 	}
 	s.decided(v, m, msg.Len(), len(to))
 
-	if v.Reason == filter.ForgedFrom {
+	switch {
+	case v.Reason == filter.BadSender:
+		return reply(500, "Invalid from address <%s>", from)
+	case v.Reason == filter.ForgedFrom:
 		return reply(500, "Invalid FROM <%s> for <%s>", m.From, from)
-	}
-	if !v.Pass {
+	case !v.Pass:
 		return errEncryptionNeeded
 	}
 
@@ -144,7 +155,7 @@ func (s *Server) decided(v filter.Verdict, m *filter.Message, size int64, recipi
 	default:
 		s.log.Printf("%s: Filtering unencrypted mail.", title)
 	}
-	if !v.Pass && v.Reason != filter.ForgedFrom {
+	if v.Reason == filter.Unencrypted {
 		s.log.Printf("Rejected unencrypted mail.")
 	}
 	s.log.Printf("%s: %s (%s), %d bytes, %d recipients.", title, verdict, v.Reason, size, recipients)
