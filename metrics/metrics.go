@@ -55,7 +55,7 @@ func New(direction, version string) *Metrics {
 		processing: f.histogram("filtermail_processing_duration_seconds",
 			"Time from the end of DATA to the reply, hand-over to Postfix included.", prometheus.ExponentialBuckets(0.001, 2.5, 12)),
 		size: f.histogram("filtermail_message_size_bytes",
-			"Size of the messages received.", prometheus.ExponentialBuckets(1024, 4, 10)),
+			"Size of the messages received.", sizeBuckets),
 		recipients: f.histogram("filtermail_recipients",
 			"Recipients per message received.", []float64{1, 2, 3, 5, 10, 20, 50, 100, 1000}),
 		rateLimited: f.counter("filtermail_rate_limited_total",
@@ -95,6 +95,15 @@ func New(direction, version string) *Metrics {
 		m.reloads.WithLabelValues(r)
 	}
 	return m
+}
+
+// sizeBuckets resolve the sizes that chat messages have: a text message
+// is a few KiB, a picture some hundred KiB, a file or a video up to
+// max_message_size, 30 MiB by default. They double up to 1 MiB, then grow
+// by at most half up to 30 MiB.
+var sizeBuckets = []float64{
+	1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10,
+	1 << 20, 1.5 * (1 << 20), 2 << 20, 3 << 20, 4 << 20, 6 << 20, 8 << 20, 12 << 20, 16 << 20, 20 << 20, 25 << 20, 30 << 20,
 }
 
 // Handler serves the metrics in the Prometheus exposition formats.

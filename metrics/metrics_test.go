@@ -125,6 +125,53 @@ func series(t *testing.T, m *Metrics, name, dir string, labels ...string) []stri
 	return got
 }
 
+// The size buckets tell apart the sizes of chat messages, from a few KiB
+// to max_message_size's default, 30 MiB.
+func TestSizeBuckets(t *testing.T) {
+	const defaultMax = 31457280
+	if sizeBuckets[0] > 2<<10 || sizeBuckets[len(sizeBuckets)-1] != defaultMax {
+		t.Errorf("buckets from %v to %v, want from at most 2 KiB up to 30 MiB", sizeBuckets[0], sizeBuckets[len(sizeBuckets)-1])
+	}
+	for i := 1; i < len(sizeBuckets); i++ {
+		lo, hi := sizeBuckets[i-1], sizeBuckets[i]
+		limit := 2.0
+		if lo >= 1<<20 {
+			limit = 1.5
+		}
+		if hi/lo > limit {
+			t.Errorf("buckets %v and %v are %.2f times apart, want at most %v", lo, hi, hi/lo, limit)
+		}
+	}
+
+	// Sizes that differ as chat messages do land in buckets of their own.
+	sizes := []int64{3e3, 6e3, 40e3, 300e3, 700e3, 1.2e6, 2.5e6, 5e6, 9e6, 14e6, 19e6, 24e6, 29e6}
+	m := New(Outgoing, "test")
+	for _, size := range sizes {
+		m.Received(size, 1)
+	}
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "filtermail_message_size_bytes" {
+			continue
+		}
+		prev := uint64(0)
+		for _, b := range f.GetMetric()[0].GetHistogram().GetBucket() {
+			if n := b.GetCumulativeCount() - prev; n > 1 {
+				t.Errorf("%d of the sizes %v in the bucket up to %v", n, sizes, b.GetUpperBound())
+			}
+			prev = b.GetCumulativeCount()
+		}
+		if prev != uint64(len(sizes)) {
+			t.Errorf("%d sizes in the buckets, want %d", prev, len(sizes))
+		}
+		return
+	}
+	t.Error("no filtermail_message_size_bytes")
+}
+
 func TestRegistryLints(t *testing.T) {
 	m := New("incoming", "v1.0.0")
 	m.Message("pass", "encrypted")
