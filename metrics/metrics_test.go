@@ -2,13 +2,13 @@ package metrics
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -187,19 +187,139 @@ func TestRegistryLints(t *testing.T) {
 	}
 }
 
-// Every metric the Grafana dashboard queries exists.
-func TestDashboardQueriesExist(t *testing.T) {
-	m := New("outgoing", "test")
-	m.Message("pass", "encrypted")
-	m.Received(1, 1)
-	m.SEIPD(2)
-	m.Reinject(ReinjectOK, time.Millisecond)
-	m.Processed(time.Millisecond)
-	m.RateLimited()
-	m.ConnectionOpened()
-	m.Command("MAIL", 250)
-	m.Reloaded(true)
-	families, err := m.Registry().Gather()
+// dashPanel is what the dashboard test reads of a Grafana panel.
+type dashPanel struct {
+	Type    string
+	Title   string
+	Targets []struct{ Expr string }
+	Panels  []dashPanel // a row's panels
+}
+
+// selector matches a metric name and the label matchers after it.
+var selector = regexp.MustCompile(`\b((?:filtermail|go|process)_[a-z_]+)(\{[^}]*\})?`)
+
+// jobMatcher is how a query selects the jobs of the dashboard's $job.
+const jobMatcher = `job=~"$job"`
+
+// Every panel of the Grafana dashboard has a query, every query selects
+// its series by the dashboard's $job, and every metric it queries exists.
+func TestDashboard(t *testing.T) {
+	data, err := os.ReadFile("grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, n := dashboardProblems(t, data)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if n < 15 {
+		t.Errorf("only %d metric names found in the dashboard", n)
+	}
+}
+
+// The dashboard test finds each kind of fault.
+func TestDashboardProblems(t *testing.T) {
+	const vars = `"templating": {"list": [{"name": "job"}]}`
+	good := `{"type": "stat", "title": "ok", "targets": [{"expr": "sum(filtermail_smtp_connections{job=~\"$job\"})"}]}`
+	for name, tt := range map[string]struct {
+		dash string
+		want int
+	}{
+		"good":                    {`{` + vars + `, "panels": [` + good + `]}`, 0},
+		"no job variable":         {`{"panels": [` + good + `]}`, 1},
+		"panel without query":     {`{` + vars + `, "panels": [` + good + `, {"type": "timeseries", "title": "empty"}]}`, 1},
+		"row panel without query": {`{` + vars + `, "panels": [{"type": "row", "title": "r", "panels": [{"type": "stat", "title": "empty", "targets": []}]}]}`, 1},
+		"empty query":             {`{` + vars + `, "panels": [{"type": "stat", "title": "blank", "targets": [{"expr": ""}]}]}`, 1},
+	} {
+		if got, _ := dashboardProblems(t, []byte(tt.dash)); len(got) != tt.want {
+			t.Errorf("%s: problems %q, want %d", name, got, tt.want)
+		}
+	}
+
+	exported := exportedNames(t)
+	for expr, want := range map[string]int{
+		`sum(rate(filtermail_messages_total{job=~"$job",verdict="refuse"}[5m]))`:                                           0,
+		`histogram_quantile(0.5, sum by (le) (rate(filtermail_message_size_bytes_bucket{job=~"$job"}[5m])))`:               0,
+		`process_resident_memory_bytes{job=~"$job"}`:                                                                       0,
+		`sum(rate(filtermail_messages_total[5m]))`:                                                                         1,
+		`sum(rate(filtermail_messages_total{job=~"$job"}[5m])) / sum(rate(filtermail_messages_total{verdict="pass"}[5m]))`: 1,
+		`filtermail_no_such_metric{job=~"$job"}`:                                                                           1,
+		`sum(filtermail_smtp_connections{job="filtermail"})`:                                                               1,
+	} {
+		if got := queryProblems(expr, exported); len(got) != want {
+			t.Errorf("%s: problems %q, want %d", expr, got, want)
+		}
+	}
+}
+
+// dashboardProblems lists what is wrong with a Grafana dashboard, and
+// counts the metric names its queries use.
+func dashboardProblems(t *testing.T, data []byte) (problems []string, names int) {
+	t.Helper()
+	var dash struct {
+		Templating struct{ List []struct{ Name string } }
+		Panels     []dashPanel
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(dash.Templating.List, func(v struct{ Name string }) bool { return v.Name == "job" }) {
+		problems = append(problems, "the dashboard has no variable job")
+	}
+	exported := exportedNames(t)
+	var check func(panels []dashPanel)
+	check = func(panels []dashPanel) {
+		for _, p := range panels {
+			if p.Type == "row" {
+				check(p.Panels)
+				continue
+			}
+			if len(p.Targets) == 0 {
+				problems = append(problems, fmt.Sprintf("panel %q has no query", p.Title))
+			}
+			for _, target := range p.Targets {
+				for _, problem := range queryProblems(target.Expr, exported) {
+					problems = append(problems, fmt.Sprintf("panel %q: %s", p.Title, problem))
+				}
+				names += len(selector.FindAllString(target.Expr, -1))
+			}
+		}
+	}
+	check(dash.Panels)
+	return problems, names
+}
+
+// queryProblems lists what is wrong with a dashboard query: no metric, a
+// metric filtermail does not export, or one not selected by $job.
+func queryProblems(expr string, exported map[string]bool) []string {
+	matches := selector.FindAllStringSubmatch(expr, -1)
+	if len(matches) == 0 {
+		return []string{fmt.Sprintf("query %q has no metric", expr)}
+	}
+	var problems []string
+	for _, m := range matches {
+		name, matchers := m[1], m[2]
+		base := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok && exported[b] {
+				base = b
+			}
+		}
+		if !exported[base] {
+			problems = append(problems, fmt.Sprintf("queries %s, which filtermail does not export", name))
+		}
+		if !strings.Contains(matchers, jobMatcher) {
+			problems = append(problems, fmt.Sprintf("queries %s%s without %s", name, matchers, jobMatcher))
+		}
+	}
+	return problems
+}
+
+// exportedNames are the names of the metrics a filter exports before it
+// has handled anything.
+func exportedNames(t *testing.T) map[string]bool {
+	t.Helper()
+	families, err := New(Outgoing, "test").Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,38 +327,5 @@ func TestDashboardQueriesExist(t *testing.T) {
 	for _, f := range families {
 		names[f.GetName()] = true
 	}
-	data, err := os.ReadFile("grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatal(err)
-	}
-	used := regexp.MustCompile(`\b(filtermail|go|process)_[a-z_]+`)
-	n := 0
-	for _, p := range dash.Panels {
-		for _, target := range p.Targets {
-			for _, name := range used.FindAllString(target.Expr, -1) {
-				n++
-				base := name
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if b, ok := strings.CutSuffix(name, suffix); ok && names[b] {
-						base = b
-					}
-				}
-				if !names[base] {
-					t.Errorf("panel %q queries %s, which filtermail does not export", p.Title, name)
-				}
-			}
-		}
-	}
-	if n < 15 {
-		t.Errorf("only %d metric names found in the dashboard", n)
-	}
+	return names
 }
