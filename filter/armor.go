@@ -23,8 +23,8 @@ type armorReader struct {
 	state   int
 	line    []byte // data not yet returned
 	err     error
-	headers bool // armor headers were seen
-	midLine bool // the last piece read ended inside an overlong line
+	header  string // the key of the first armor header, if any
+	midLine bool   // the last piece read ended inside an overlong line
 }
 
 const (
@@ -92,8 +92,10 @@ func (a *armorReader) advance() error {
 			a.state = armorData
 			return nil
 		}
-		if isArmorHeader(line) {
-			a.headers = true
+		if key, ok := armorHeaderKey(line); ok {
+			if a.header == "" {
+				a.header = key
+			}
 			return nil
 		}
 		a.state = armorData
@@ -128,16 +130,16 @@ func (a *armorReader) dataLine(line []byte) error {
 	return nil
 }
 
-// isArmorHeader reports whether line has the form "Key: value".
-func isArmorHeader(line []byte) bool {
+// armorHeaderKey returns the key of line if it has the form "Key: value".
+func armorHeaderKey(line []byte) (string, bool) {
 	i := bytes.Index(line, []byte(": "))
 	if i <= 0 {
-		return false
+		return "", false
 	}
 	for _, c := range line[:i] {
 		if c <= ' ' || c > '~' {
-			return false
+			return "", false
 		}
 	}
-	return true
+	return string(line[:i]), true
 }

@@ -24,9 +24,10 @@ type Message struct {
 
 	// Encrypted is set for an RFC 3156 PGP/MIME message whose payload is
 	// an encrypted OpenPGP message; Packets describes that payload, and
-	// NotEncrypted says why a message is not one.
+	// NotEncrypted says why a message is not one. Whether armor headers
+	// are allowed depends on the direction: see Policy.
 	Encrypted    bool
-	ArmorHeaders bool // the armored payload has armor headers
+	ArmorHeader  string // the key of the payload's first armor header, or ""
 	Packets      Packets
 	NotEncrypted error
 
@@ -131,7 +132,7 @@ func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
 func (m *Message) readPayload(r io.Reader) error {
 	armor := newArmorReader(r)
 	p, err := CheckPackets(base64.NewDecoder(base64.StdEncoding, armor))
-	m.Packets, m.ArmorHeaders = p, armor.headers
+	m.Packets, m.ArmorHeader = p, armor.header
 	return err
 }
 

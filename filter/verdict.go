@@ -5,6 +5,7 @@
 package filter
 
 import (
+	"fmt"
 	"strings"
 
 	"filtermail/config"
@@ -35,6 +36,18 @@ const (
 type Verdict struct {
 	Pass   bool
 	Reason Reason
+
+	// Rule says in words which rule decided. It names no address.
+	Rule string
+	// NotEncrypted says why the message does not count as encrypted
+	// mail in its direction, armor headers on outgoing mail included;
+	// it is nil for an encrypted message and for the verdicts on the
+	// sender (BadSender, ForgedFrom), which come first.
+	NotEncrypted error
+	// Recipient is the recipient that decided a refusal as Unencrypted:
+	// outgoing, the first that is not a passthrough recipient; incoming,
+	// the first that refuses unencrypted mail.
+	Recipient string
 }
 
 // Encrypted reports whether the verdict was reached as for encrypted mail
@@ -43,8 +56,14 @@ func (v Verdict) Encrypted() bool {
 	return v.Reason == Encrypted || v.Reason == SecureJoin
 }
 
-func pass(r Reason) Verdict   { return Verdict{Pass: true, Reason: r} }
-func refuse(r Reason) Verdict { return Verdict{Reason: r} }
+func pass(r Reason, rule string) Verdict   { return Verdict{Pass: true, Reason: r, Rule: rule} }
+func refuse(r Reason, rule string) Verdict { return Verdict{Reason: r, Rule: rule} }
+
+// The rules that both directions share.
+const (
+	ruleEncrypted  = "encrypted: PGP/MIME holding an OpenPGP message of key packets and one SEIPD packet"
+	ruleSecureJoin = "a Secure-Join request (vc-request or vg-request) may be unencrypted"
+)
 
 // Envelope is the SMTP envelope of a message.
 type Envelope struct {
@@ -70,7 +89,7 @@ func NewPolicy(c *config.Config) *Policy {
 
 // ValidSender reports whether addr, the envelope sender of outgoing mail,
 // has the form local@domain. Outgoing mail from any other sender is refused
-// with the reason BadSender.
+// with the reason BadSender, at MAIL FROM.
 func ValidSender(addr string) bool {
 	local, domain, ok := strings.Cut(addr, "@")
 	return ok && local != "" && domain != "" && !strings.Contains(domain, "@")
@@ -79,37 +98,72 @@ func ValidSender(addr string) bool {
 // Outgoing judges a message a local user sends.
 func (p *Policy) Outgoing(env Envelope, m *Message) Verdict {
 	switch {
+	case !ValidSender(env.From):
+		return refuse(BadSender, "the envelope sender must be local@domain")
 	case !strings.EqualFold(m.From, env.From):
-		return refuse(ForgedFrom)
-	case m.Encrypted && !m.ArmorHeaders:
-		return pass(Encrypted)
+		return refuse(ForgedFrom, "the From header must hold the envelope sender, ignoring case")
+	}
+	notEncrypted := outgoingNotEncrypted(m)
+	if notEncrypted == nil {
+		return pass(Encrypted, ruleEncrypted+", armored without headers")
+	}
+	v := p.outgoingCleartext(env, m)
+	v.NotEncrypted = notEncrypted
+	return v
+}
+
+// outgoingNotEncrypted says why m does not count as encrypted mail from a
+// local user, or returns nil if it does: outgoing armor has no headers.
+func outgoingNotEncrypted(m *Message) error {
+	if m.NotEncrypted == nil && m.ArmorHeader != "" {
+		return fmt.Errorf("armor header %.40q: outgoing mail must have none", m.ArmorHeader)
+	}
+	return m.NotEncrypted
+}
+
+// outgoingCleartext judges a message from a local user as if it were not
+// encrypted.
+func (p *Policy) outgoingCleartext(env Envelope, m *Message) Verdict {
+	switch {
 	case m.SecureJoin:
-		return pass(SecureJoin)
+		return pass(SecureJoin, ruleSecureJoin)
 	case containsFold(p.PassthroughSenders, env.From):
-		return pass(PassthroughSender)
+		return pass(PassthroughSender, "the sender is in passthrough_senders and may send unencrypted mail")
 	case len(env.To) == 1 && strings.EqualFold(env.To[0], env.From) &&
 		m.Subject == "Autocrypt Setup Message" && m.ContentType == "multipart/mixed":
-		return pass(AutocryptSetup)
+		return pass(AutocryptSetup, "an Autocrypt Setup Message to the sender itself may be unencrypted")
 	}
 	for _, rcpt := range env.To {
 		if !p.passthroughRecipient(rcpt) {
-			return refuse(Unencrypted)
+			v := refuse(Unencrypted, "not encrypted, not a Secure-Join request, not from a passthrough sender, "+
+				"not an Autocrypt Setup Message to the sender itself, and a recipient is not in passthrough_recipients")
+			v.Recipient = rcpt
+			return v
 		}
 	}
-	return pass(PassthroughRecipients)
+	return pass(PassthroughRecipients, "every recipient is in passthrough_recipients and may get unencrypted mail")
 }
 
 // Incoming judges a message arriving for local users. Its error means a
 // marker file could not be looked up; the message should be tried again.
 func (p *Policy) Incoming(env Envelope, m *Message) (Verdict, error) {
+	if m.Encrypted {
+		return pass(Encrypted, ruleEncrypted+" (armor headers allowed)"), nil
+	}
+	v, err := p.incomingCleartext(env, m)
+	v.NotEncrypted = m.NotEncrypted
+	return v, err
+}
+
+// incomingCleartext judges a message for local users that is not
+// encrypted.
+func (p *Policy) incomingCleartext(env Envelope, m *Message) (Verdict, error) {
 	switch {
-	case m.Encrypted:
-		return pass(Encrypted), nil
 	case m.SecureJoin:
-		return pass(SecureJoin), nil
+		return pass(SecureJoin, ruleSecureJoin), nil
 	case m.AutoSubmitted && m.ContentType == "multipart/report" &&
 		strings.EqualFold(localPart(m.From), "mailer-daemon"):
-		return pass(MailerDaemon), nil
+		return pass(MailerDaemon, "a delivery report from mailer-daemon (Auto-Submitted, multipart/report) may be unencrypted"), nil
 	}
 	for _, rcpt := range env.To {
 		marked, err := p.Markers.Marked(rcpt)
@@ -117,10 +171,13 @@ func (p *Policy) Incoming(env Envelope, m *Message) (Verdict, error) {
 			return Verdict{}, err
 		}
 		if marked {
-			return refuse(Unencrypted), nil
+			v := refuse(Unencrypted, "not encrypted, not a Secure-Join request, not a delivery report, and a recipient "+
+				"refuses unencrypted mail: it has the enforceE2EEincoming marker, or an address that cannot be looked up safely")
+			v.Recipient = rcpt
+			return v, nil
 		}
 	}
-	return pass(CleartextAllowed), nil
+	return pass(CleartextAllowed, "no recipient has the enforceE2EEincoming marker, so unencrypted mail passes"), nil
 }
 
 func (p *Policy) passthroughRecipient(rcpt string) bool {

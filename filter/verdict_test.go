@@ -148,9 +148,7 @@ func TestOutgoing(t *testing.T) {
 			}
 			m := filter.ReadMessage(bytes.NewReader(tt.msg))
 			got := policy.Outgoing(filter.Envelope{From: alice, To: to}, m)
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v (not encrypted because: %v)", got, tt.want, m.NotEncrypted)
-			}
+			wantVerdict(t, got, tt.want)
 		})
 	}
 }
@@ -163,9 +161,7 @@ func TestPassthroughSender(t *testing.T) {
 		alice:                  refused(filter.Unencrypted),
 	} {
 		m := filter.ReadMessage(bytes.NewReader(filtertest.Plain(sender, bob, "hi", "hello")))
-		if got := policy.Outgoing(filter.Envelope{From: sender, To: []string{bob}}, m); got != want {
-			t.Errorf("%s: got %+v, want %+v", sender, got, want)
-		}
+		wantVerdict(t, policy.Outgoing(filter.Envelope{From: sender, To: []string{bob}}, m), want)
 	}
 }
 
@@ -255,9 +251,10 @@ func TestIncoming(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := filter.ReadMessage(bytes.NewReader(tt.msg))
 			got, err := policy.Incoming(filter.Envelope{From: bob, To: tt.to}, m)
-			if err != nil || got != tt.want {
-				t.Errorf("got %+v, %v; want %+v (not encrypted because: %v)", got, err, tt.want, m.NotEncrypted)
+			if err != nil {
+				t.Fatal(err)
 			}
+			wantVerdict(t, got, tt.want)
 		})
 	}
 
@@ -265,6 +262,54 @@ func TestIncoming(t *testing.T) {
 	m := filter.ReadMessage(bytes.NewReader(filtertest.Plain(bob, alice, "hi", "hello")))
 	if _, err := broken.Incoming(filter.Envelope{From: bob, To: relaxed}, m); err == nil {
 		t.Error("a failed marker lookup gave a verdict")
+	}
+}
+
+// A sender that is not local@domain is refused as such, before the From
+// header is compared with it.
+func TestOutgoingBadSender(t *testing.T) {
+	f := getFixtures(t)
+	policy := &filter.Policy{PassthroughSenders: []string{""}, PassthroughRecipients: []string{"@example.net"}}
+	for _, sender := range []string{"", "a@b@c", "alice"} {
+		m := filter.ReadMessage(bytes.NewReader(filtertest.Encrypted(sender, bob, f.goV6)))
+		wantVerdict(t, policy.Outgoing(filter.Envelope{From: sender, To: []string{bob}}, m), refused(filter.BadSender))
+	}
+}
+
+// The verdict says which recipient and which part of the encryption rule
+// decided, in the direction's own terms.
+func TestVerdictExplains(t *testing.T) {
+	f := getFixtures(t)
+	policy := &filter.Policy{
+		PassthroughRecipients: []string{"echo@chat.example.org"},
+		Markers:               markers{marked: map[string]bool{"strict@chat.example.org": true}},
+	}
+	armorHeader := filter.ReadMessage(bytes.NewReader(encrypted(withArmorHeader(f.goV6))))
+	to := []string{"echo@chat.example.org", bob, "carol@example.com"}
+
+	v := policy.Outgoing(filter.Envelope{From: alice, To: to}, armorHeader)
+	if v.Reason != filter.Unencrypted || v.NotEncrypted == nil ||
+		v.NotEncrypted.Error() != `armor header "Comment": outgoing mail must have none` {
+		t.Errorf("outgoing with an armor header: %s, not encrypted: %v", v.Reason, v.NotEncrypted)
+	}
+	if v.Recipient != bob {
+		t.Errorf("outgoing: recipient %q decided, want the first that is not a passthrough recipient", v.Recipient)
+	}
+	if !armorHeader.Encrypted || armorHeader.Packets.SEIPDVersion != 2 {
+		t.Errorf("the message itself should read as encrypted: %+v", armorHeader)
+	}
+
+	v, err := policy.Incoming(filter.Envelope{From: bob, To: []string{"easy@chat.example.org", "strict@chat.example.org"}}, armorHeader)
+	if err != nil || v.Reason != filter.Encrypted || v.NotEncrypted != nil {
+		t.Errorf("incoming with an armor header: %s, %v, not encrypted: %v", v.Reason, err, v.NotEncrypted)
+	}
+	plain := filter.ReadMessage(bytes.NewReader(filtertest.Plain(bob, alice, "hi", "hello")))
+	v, err = policy.Incoming(filter.Envelope{From: bob, To: []string{"easy@chat.example.org", "strict@chat.example.org"}}, plain)
+	if err != nil || v.Reason != filter.Unencrypted || v.Recipient != "strict@chat.example.org" {
+		t.Errorf("incoming cleartext: %s, %v, recipient %q; want the marked one", v.Reason, err, v.Recipient)
+	}
+	if v.NotEncrypted == nil || v.NotEncrypted.Error() != "not multipart" {
+		t.Errorf("incoming cleartext: not encrypted: %v", v.NotEncrypted)
 	}
 }
 
@@ -276,6 +321,33 @@ func TestValidSender(t *testing.T) {
 		if got := filter.ValidSender(addr); got != want {
 			t.Errorf("ValidSender(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// wantVerdict fails unless got has want's Pass and Reason and says why,
+// as each verdict must: a rule in words without an address, why the
+// message is not encrypted for every verdict but Encrypted and those on
+// the sender, and the recipient that decided a refusal as Unencrypted.
+func wantVerdict(t *testing.T, got, want filter.Verdict) {
+	t.Helper()
+	if got.Pass != want.Pass || got.Reason != want.Reason {
+		t.Errorf("got %v %s, want %v %s (%s; not encrypted: %v)", got.Pass, got.Reason, want.Pass, want.Reason, got.Rule, got.NotEncrypted)
+	}
+	if got.Rule == "" || strings.Contains(got.Rule, "example.") { // every address here is at example.*
+		t.Errorf("%s: rule %q", got.Reason, got.Rule)
+	}
+	switch got.Reason {
+	case filter.Encrypted, filter.BadSender, filter.ForgedFrom:
+		if got.NotEncrypted != nil {
+			t.Errorf("%s: not encrypted: %v", got.Reason, got.NotEncrypted)
+		}
+	default:
+		if got.NotEncrypted == nil {
+			t.Errorf("%s without saying why the message is not encrypted", got.Reason)
+		}
+	}
+	if (got.Reason == filter.Unencrypted) != (got.Recipient != "") {
+		t.Errorf("%s: recipient %q", got.Reason, got.Recipient)
 	}
 }
 

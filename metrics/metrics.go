@@ -17,6 +17,8 @@ import (
 
 // Metrics are one filter process's metrics. Each process filters one
 // direction, and every metric but the build info carries it as a label.
+// Every label set that can occur is exported from the start, at 0, so
+// that Prometheus's increase() sees the first event.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -33,8 +35,8 @@ type Metrics struct {
 	reloads          *prometheus.CounterVec
 }
 
-// New returns the metrics of a filter for direction ("outgoing" or
-// "incoming"), with the Go runtime's and the process's own collectors and
+// New returns the metrics of a filter for direction (Outgoing or
+// Incoming), with the Go runtime's and the process's own collectors and
 // the build info of version.
 func New(direction, version string) *Metrics {
 	reg := prometheus.NewRegistry()
@@ -53,7 +55,7 @@ func New(direction, version string) *Metrics {
 		processing: f.histogram("filtermail_processing_duration_seconds",
 			"Time from the end of DATA to the reply, hand-over to Postfix included.", prometheus.ExponentialBuckets(0.001, 2.5, 12)),
 		size: f.histogram("filtermail_message_size_bytes",
-			"Size of the messages received.", prometheus.ExponentialBuckets(1024, 4, 10)),
+			"Size of the messages received.", sizeBuckets),
 		recipients: f.histogram("filtermail_recipients",
 			"Recipients per message received.", []float64{1, 2, 3, 5, 10, 20, 50, 100, 1000}),
 		rateLimited: f.counter("filtermail_rate_limited_total",
@@ -76,7 +78,32 @@ func New(direction, version string) *Metrics {
 	})
 	info.Set(1)
 	reg.MustRegister(info)
+
+	for _, o := range Outcomes(direction) {
+		m.messages.WithLabelValues(o.Verdict, o.Reason)
+	}
+	for _, v := range SEIPDVersions() {
+		m.seipd.WithLabelValues(strconv.Itoa(v))
+	}
+	for _, r := range ReinjectResults() {
+		m.reinject.WithLabelValues(r)
+	}
+	for _, c := range CommandReplies(direction) {
+		m.commands.WithLabelValues(c.Command, c.Class)
+	}
+	for _, r := range ReloadResults() {
+		m.reloads.WithLabelValues(r)
+	}
 	return m
+}
+
+// sizeBuckets resolve the sizes that chat messages have: a text message
+// is a few KiB, a picture some hundred KiB, a file or a video up to
+// max_message_size, 30 MiB by default. They double up to 1 MiB, then grow
+// by at most half up to 30 MiB.
+var sizeBuckets = []float64{
+	1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10,
+	1 << 20, 1.5 * (1 << 20), 2 << 20, 3 << 20, 4 << 20, 6 << 20, 8 << 20, 12 << 20, 16 << 20, 20 << 20, 25 << 20, 30 << 20,
 }
 
 // Handler serves the metrics in the Prometheus exposition formats.
@@ -88,9 +115,8 @@ func (m *Metrics) Handler() http.Handler {
 // collectors of other packages.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Message counts one decided message. verdict is "pass", "refuse" or
-// "tempfail"; reason is the rule that decided, from the filter's fixed
-// set.
+// Message counts one decided message: verdict and reason are one of the
+// direction's Outcomes.
 func (m *Metrics) Message(verdict, reason string) {
 	m.messages.WithLabelValues(verdict, reason).Inc()
 }
@@ -106,15 +132,6 @@ func (m *Metrics) Received(size int64, recipients int) {
 func (m *Metrics) SEIPD(version int) {
 	m.seipd.WithLabelValues(strconv.Itoa(version)).Inc()
 }
-
-// Reinject results.
-const (
-	ReinjectOK          = "ok"          // Postfix took the message
-	ReinjectRefused4xx  = "refused_4xx" // Postfix answered 4xx
-	ReinjectRefused5xx  = "refused_5xx" // Postfix answered 5xx
-	ReinjectUnreachable = "unreachable" // no connection or no greeting
-	ReinjectBroken      = "broken"      // the connection broke off
-)
 
 // Reinject counts one hand-over to Postfix that took d.
 func (m *Metrics) Reinject(result string, d time.Duration) {
@@ -132,39 +149,21 @@ func (m *Metrics) RateLimited() { m.rateLimited.Inc() }
 func (m *Metrics) ConnectionOpened() { m.connections.Inc() }
 func (m *Metrics) ConnectionClosed() { m.connections.Dec() }
 
-// commandVerbs are the verbs counted by name; any other is "other".
-var commandVerbs = []string{
-	"HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP",
-	"QUIT", "VRFY", "EXPN", "HELP", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD",
-}
-
-// EndOfData is the command label for the reply to a message's content.
-const EndOfData = "END-OF-DATA"
-
-// Command counts a command and its reply code.
+// Command counts a command and the code of its reply. A code outside
+// 200 to 599 is not an SMTP reply and is not counted.
 func (m *Metrics) Command(verb string, code int) {
-	label := "other"
-	verb = strings.ToUpper(verb)
-	if verb == EndOfData {
-		label = verb
+	if code < 200 || code > 599 {
+		return
 	}
-	for _, v := range commandVerbs {
-		if v == verb {
-			label = v
-		}
-	}
-	class := "other"
-	if code >= 200 && code < 600 {
-		class = strconv.Itoa(code/100) + "xx"
-	}
-	m.commands.WithLabelValues(label, class).Inc()
+	class := strconv.Itoa(code/100) + "xx"
+	m.commands.WithLabelValues(commandLabel(strings.ToUpper(verb)), class).Inc()
 }
 
 // Reloaded counts a SIGHUP reload that worked (ok) or did not.
 func (m *Metrics) Reloaded(ok bool) {
-	result := "failed"
+	result := ReloadFailed
 	if ok {
-		result = "ok"
+		result = ReloadOK
 	}
 	m.reloads.WithLabelValues(result).Inc()
 }

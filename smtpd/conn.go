@@ -307,7 +307,8 @@ func (c *paramConn) replied(code int) {
 	ok := code >= 200 && code < 400
 	switch cmd.verb {
 	case "MAIL":
-		c.inTx = ok
+		// A refused MAIL inside a transaction leaves it open.
+		c.inTx = c.inTx || ok
 	case "DATA":
 		c.accepted = code == 354
 		if !c.accepted {

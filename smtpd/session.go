@@ -16,15 +16,23 @@ import (
 // session is one SMTP connection's transaction state.
 type session struct {
 	s    *Server
+	inTx bool // a MAIL was accepted and the transaction is open
 	from string
 	opts *smtp.MailOptions
 	to   []string
 }
 
+// Mail starts a transaction. A MAIL inside an open transaction is refused,
+// as Postfix refuses it, and the transaction goes on as it was: go-smtp
+// keeps its sender and recipients whatever the session answers.
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	ss.Reset()
+	if ss.inTx {
+		return errNestedMail
+	}
 	if ss.s.dir == Outgoing {
 		if !filter.ValidSender(from) {
+			ss.s.metrics.Message(metrics.Refuse, string(filter.BadSender))
+			ss.s.log.Printf("%s: %s (%s) at MAIL FROM.", ss.s.dir.Title(), metrics.Refuse, filter.BadSender)
 			return reply(500, "Invalid from address <%s>", from)
 		}
 		if !ss.s.limiter.Allow(from) {
@@ -33,7 +41,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return reply(450, "4.7.1: Too much mail from <%s>", from)
 		}
 	}
-	ss.from, ss.opts = from, opts
+	ss.inTx, ss.from, ss.opts = true, from, opts
 	return nil
 }
 
@@ -48,8 +56,8 @@ func (ss *session) Data(r io.Reader) error {
 	var msg messageBuffer
 	if _, err := msg.ReadFrom(r); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
-			ss.s.metrics.Message(verdictRefuse, reasonTooLarge)
-			ss.s.log.Printf("%s: refuse (%s), over %d bytes, %d recipients.", ss.s.dir.Title(), reasonTooLarge, ss.s.smtp.MaxMessageBytes, len(ss.to))
+			ss.s.metrics.Message(metrics.Refuse, metrics.ReasonTooLarge)
+			ss.s.log.Printf("%s: refuse (%s), over %d bytes, %d recipients.", ss.s.dir.Title(), metrics.ReasonTooLarge, ss.s.smtp.MaxMessageBytes, len(ss.to))
 		}
 		return err
 	}
@@ -61,7 +69,7 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.opts, ss.to = "", nil, nil
+	ss.inTx, ss.from, ss.opts, ss.to = false, "", nil, nil
 }
 
 func (ss *session) Logout() error { return nil }
@@ -73,22 +81,13 @@ func reply(code int, format string, args ...any) *smtp.SMTPError {
 }
 
 var (
+	errNestedMail       = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: nested MAIL command"}
 	errEncryptionNeeded = reply(523, "Encryption Needed: Invalid Unencrypted Mail")
 	errLookupFailed     = &smtp.SMTPError{
 		Code:         451,
 		EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message:      "Cannot look up recipient settings, try again later",
 	}
-)
-
-// Verdict labels of the metrics and the log, and the reasons that are not
-// the filter's rules.
-const (
-	verdictPass     = "pass"
-	verdictRefuse   = "refuse"
-	verdictTempfail = "tempfail"
-	reasonTooLarge  = "too_large"
-	reasonLookup    = "lookup_failed"
 )
 
 // handle judges one message and reinjects it when it passes.
@@ -102,17 +101,19 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 	} else {
 		var err error
 		if v, err = policy.Incoming(env, m); err != nil {
-			s.metrics.Message(verdictTempfail, reasonLookup)
-			s.log.Printf("%s: tempfail (%s), %d bytes, %d recipients: %v", s.dir.Title(), reasonLookup, msg.Len(), len(to), err)
+			s.metrics.Message(metrics.Tempfail, metrics.ReasonLookupFailed)
+			s.log.Printf("%s: tempfail (%s), %d bytes, %d recipients: %v", s.dir.Title(), metrics.ReasonLookupFailed, msg.Len(), len(to), err)
 			return errLookupFailed
 		}
 	}
 	s.decided(v, m, msg.Len(), len(to))
 
-	if v.Reason == filter.ForgedFrom {
+	switch {
+	case v.Reason == filter.BadSender:
+		return reply(500, "Invalid from address <%s>", from)
+	case v.Reason == filter.ForgedFrom:
 		return reply(500, "Invalid FROM <%s> for <%s>", m.From, from)
-	}
-	if !v.Pass {
+	case !v.Pass:
 		return errEncryptionNeeded
 	}
 
@@ -137,9 +138,9 @@ func (s *Server) handle(from string, opts *smtp.MailOptions, to []string, msg *m
 // decided counts and logs a verdict: the relay's lines that mtail setups
 // count, and one line with the verdict, the rule and the size.
 func (s *Server) decided(v filter.Verdict, m *filter.Message, size int64, recipients int) {
-	verdict := verdictRefuse
+	verdict := metrics.Refuse
 	if v.Pass {
-		verdict = verdictPass
+		verdict = metrics.Pass
 	}
 	s.metrics.Message(verdict, string(v.Reason))
 	if v.Reason == filter.Encrypted {
@@ -154,7 +155,7 @@ func (s *Server) decided(v filter.Verdict, m *filter.Message, size int64, recipi
 	default:
 		s.log.Printf("%s: Filtering unencrypted mail.", title)
 	}
-	if !v.Pass && v.Reason != filter.ForgedFrom {
+	if v.Reason == filter.Unencrypted {
 		s.log.Printf("Rejected unencrypted mail.")
 	}
 	s.log.Printf("%s: %s (%s), %d bytes, %d recipients.", title, verdict, v.Reason, size, recipients)
