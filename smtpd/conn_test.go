@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log"
 	"net"
 	"net/textproto"
 	"strings"
 	"testing"
 	"time"
 
-	"filtermail/config"
 	"filtermail/metrics"
 )
 
@@ -43,16 +41,7 @@ func TestReplyScanner(t *testing.T) {
 // port where nothing listens.
 func startServer(t *testing.T) *Server {
 	t.Helper()
-	cfg := &config.Config{MailDomain: "chat.example.org", PostfixHost: "127.0.0.1", ReinjectPort: 9, MaxMessageSize: 1 << 20,
-		MaxUserSendPerMinute: 60, MaxUserSendBurstSize: 10}
-	s := New(cfg, Outgoing, log.New(io.Discard, "", 0), metrics.New("outgoing", "test"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Listen(ln)
-	go s.Serve()
-	t.Cleanup(func() { s.smtp.Close() })
+	s, _, _ := startFilter(t, Outgoing, 9)
 	return s
 }
 

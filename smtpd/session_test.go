@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -36,14 +37,16 @@ func (b *syncBuffer) String() string {
 // sinkPort, and returns it with its metrics and log.
 func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.Metrics, *syncBuffer) {
 	t.Helper()
-	cfg := &config.Config{MailDomain: "chat.example.org", ReinjectPort: sinkPort, ReinjectPortIncoming: sinkPort,
+	cfg := &config.Config{MailDomain: "chat.example.org", PostfixHost: "127.0.0.1", ReinjectPort: sinkPort, ReinjectPortIncoming: sinkPort,
 		MaxMessageSize: 1 << 20, MaxUserSendPerMinute: 60, MaxUserSendBurstSize: 10, MailboxesDir: t.TempDir()}
 	m := metrics.New(dir.String(), "test")
 	var logBuf syncBuffer
 	s := New(cfg, dir, log.New(&logBuf, "", 0), m)
-	if err := s.Listen(0); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.Listen(ln)
 	go s.Serve()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
