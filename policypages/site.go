@@ -66,11 +66,11 @@ func Render(cfg *config.Config) (*Site, error) {
 		defer src.close()
 	}
 	r := &renderer{
-		cfg:   cfg,
-		src:   src,
-		jinja: newJinja(),
-		md:    newMarkdown(),
-		site:  &Site{files: map[string]*File{}},
+		cfg:     cfg,
+		src:     src,
+		engines: map[string]*jinja{},
+		md:      newMarkdown(),
+		site:    &Site{files: map[string]*File{}},
 	}
 	if err := r.render(); err != nil {
 		return nil, err
@@ -79,11 +79,11 @@ func Render(cfg *config.Config) (*Site, error) {
 }
 
 type renderer struct {
-	cfg   *config.Config
-	src   source
-	jinja *jinja
-	md    markdown
-	site  *Site
+	cfg     *config.Config
+	src     source
+	engines map[string]*jinja // by language code
+	md      markdown
+	site    *Site
 
 	langs   []config.Language
 	locales map[string]string // language code to folder under locales/
@@ -91,6 +91,16 @@ type renderer struct {
 }
 
 func (r *renderer) warn(msg string) { r.site.Warnings = append(r.site.Warnings, msg) }
+
+// jinja returns the template engine for pages in the language l.
+func (r *renderer) jinja(l config.Language) *jinja {
+	j := r.engines[l.Code]
+	if j == nil {
+		j = newJinja(l)
+		r.engines[l.Code] = j
+	}
+	return j
+}
 
 func (r *renderer) render() error {
 	pages, assets, err := r.src.entries(r.warn)
@@ -171,7 +181,8 @@ func (r *renderer) page(name, layout string) error {
 	if err != nil {
 		return err
 	}
-	text, err = r.jinja.render(r.src.file(name), text, vars)
+	j := r.jinja(r.langs[0])
+	text, err = j.render(r.src.file(name), text, vars)
 	if err != nil {
 		return err
 	}
@@ -193,11 +204,11 @@ func (r *renderer) page(name, layout string) error {
 		body.WriteString(h)
 	}
 	vars["markdown_html"] = body.String()
-	out, err := r.jinja.render(r.src.file(layoutFile), layout, vars)
+	out, err := j.render(r.src.file(layoutFile), layout, vars)
 	if err != nil {
 		return err
 	}
-	out, err = r.jinja.settle(stem+".html", out, vars)
+	out, err = j.settle(stem+".html", out, vars)
 	if err != nil {
 		return err
 	}
@@ -221,7 +232,7 @@ func (r *renderer) translations(page string, vars map[string]any) ([]translation
 			ts = append(ts, translation{l, missingNotice(l)})
 			continue
 		}
-		text, err = r.jinja.render(r.src.file(name), text, vars)
+		text, err = r.jinja(l).render(r.src.file(name), text, vars)
 		if err != nil {
 			return nil, err
 		}

@@ -78,6 +78,12 @@ func sections(t *testing.T, html string) map[string]string {
 	return parts
 }
 
+// languageTexts returns each language's text of a page, by language code.
+func languageTexts(t *testing.T, site *Site, name string) map[string]string {
+	t.Helper()
+	return sections(t, page(t, site, name))
+}
+
 func TestBundledPagesShowConfig(t *testing.T) {
 	site := render(t, loadConfig(t, relayParams...))
 	if len(site.Warnings) > 0 {
@@ -110,11 +116,11 @@ func TestBundledPagesShowConfig(t *testing.T) {
 	}
 	for lang, text := range sections(t, privacy) {
 		for _, want := range append([]string{
-			"23",       // delete_mails_after
-			"111",      // delete_inactive_users_after
-			"37",       // max_user_send_per_minute
-			"321MB",    // max_mailbox_size
-			"20.0 MiB", // max_message_size
+			"23",      // delete_mails_after
+			"111",     // delete_inactive_users_after
+			"37",      // max_user_send_per_minute
+			"321 MiB", // max_mailbox_size
+			"20 MiB",  // max_message_size
 			"Relay Operators e.V.<br>\nExample Street 5, 12345 Sample Town",
 			"privacy@relay.example.net",
 			"Dana Officer, Data Lane 7",
@@ -142,7 +148,7 @@ func TestBundledPagesShowConfig(t *testing.T) {
 
 	info := page(t, site, "info.html")
 	for lang, text := range sections(t, info) {
-		for _, want := range []string{"37", "13", "20.0 MiB", "321MB", "23", "5", "111", "privacy@relay.example.net"} {
+		for _, want := range []string{"37", "13", "20 MiB", "321 MiB", "23", "5", "111", "privacy@relay.example.net"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("info %s: %q missing", lang, want)
 			}

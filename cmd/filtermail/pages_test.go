@@ -91,7 +91,7 @@ func TestPagesOverHTTP(t *testing.T) {
 		}
 	}
 	_, privacy := d.get(t, "/privacy.html")
-	for _, want := range []string{"23 days", "111", "37", "20.0 MiB", "321MB", "Relay Operators e.V., Example Street 5",
+	for _, want := range []string{"23 days", "111", "37", "20 MiB", "321 MiB", "Relay Operators e.V., Example Street 5",
 		"privacy@chat.example.org", "Dana Officer, Data Lane 7", "Commissioner for Examples", "Art. 6(1)(b) GDPR", "Art. 6(1)(f) GDPR"} {
 		if !bytes.Contains(privacy, []byte(want)) {
 			t.Errorf("privacy.html lacks %q", want)
