@@ -87,6 +87,7 @@ type renderer struct {
 
 	langs   []config.Language
 	locales map[string]string // language code to folder under locales/
+	pages   map[string]string // served name of each page to its stem
 	tabbed  bool              // some page shows language tabs
 }
 
@@ -112,6 +113,11 @@ func (r *renderer) render() error {
 	}
 	r.locales = r.src.locales()
 	r.languages()
+	r.pages = map[string]string{}
+	for _, name := range pages {
+		stem := strings.TrimSuffix(name, ".md")
+		r.pages[stem+".html"] = stem
+	}
 	layout, err := r.src.read(layoutFile)
 	if err != nil {
 		return err
@@ -127,7 +133,7 @@ func (r *renderer) render() error {
 	}
 	r.add(qrName(r.cfg.MailDomain), png)
 	if r.tabbed {
-		r.add(tabsCSS, []byte(languageTabsCSS(r.langs)))
+		r.add(tabsCSS, []byte(languageTabsCSS))
 	}
 	for _, name := range assets {
 		if r.site.files[name] != nil {
@@ -166,87 +172,128 @@ func (r *renderer) languages() {
 	}
 }
 
-// page renders one Markdown page: the Markdown file as a template, the
-// translations in place of the placeholder, all of it into the layout,
-// and the result again until it settles.
+// page renders one Markdown page in each configured language. With one
+// language the page is served as <stem>.html. With several, each language
+// has a page of its own, <stem>.<lang>.html, whose links to the site's
+// pages lead to their pages in the same language, and <stem>.html is the
+// first language's page with the links as written.
 func (r *renderer) page(name, layout string) error {
+	stem := strings.TrimSuffix(name, ".md")
+	for i, l := range r.langs {
+		served := stem + ".html"
+		if len(r.langs) > 1 {
+			served = variantName(stem, l)
+		}
+		out, err := r.pageIn(name, served, layout, l)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			r.addPage(name, stem+".html", out)
+		}
+		if len(r.langs) > 1 {
+			r.addPage(name, served, linkLanguage(out, r.pages, l))
+		}
+	}
+	return nil
+}
+
+// variantName is the name the page from stem.md is served under in the
+// language l when there are several.
+func variantName(stem string, l config.Language) string {
+	return stem + "." + l.Tag() + ".html"
+}
+
+// pageIn renders a Markdown page in the language l: the page as a
+// template, the language's text in place of the placeholder, all of it
+// into the layout, and the result again until it settles. served names
+// the page in messages.
+func (r *renderer) pageIn(name, served, layout string, l config.Language) (string, error) {
 	stem := strings.TrimSuffix(name, ".md")
 	pagename := stem
 	if stem == "index" {
 		pagename = "home"
 	}
 	vars := templateVars(r.cfg, pagename)
-	vars["lang"] = r.langs[0].Tag()
+	vars["lang"] = l.Tag()
+	j := r.jinja(l)
 	text, err := r.src.read(name)
 	if err != nil {
-		return err
+		return "", err
 	}
-	j := r.jinja(r.langs[0])
 	text, err = j.render(r.src.file(name), text, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var body strings.Builder
 	parts := strings.Split(text, placeholder)
 	for i, part := range parts {
 		if i > 0 {
-			tabs, err := r.translations(name, vars)
+			t, err := r.translation(name, l, vars)
 			if err != nil {
-				return err
+				return "", err
 			}
-			body.WriteString(languageTabs(i, tabs))
-			r.tabbed = r.tabbed || len(tabs) > 1
+			if i == 1 && len(r.langs) > 1 {
+				body.WriteString(languageTabs(stem, l, r.langs, t))
+				r.tabbed = true
+			} else {
+				body.WriteString(section(l, t))
+			}
 		}
 		h, err := r.md.toHTML(r.src.file(name), part)
 		if err != nil {
-			return err
+			return "", err
 		}
 		body.WriteString(h)
 	}
 	vars["markdown_html"] = body.String()
 	out, err := j.render(r.src.file(layoutFile), layout, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
-	out, err = j.settle(stem+".html", out, vars)
+	out, err = j.settle(served, out, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
-	r.add(stem+".html", []byte(out))
-	return nil
+	if len(parts) > 1 {
+		out = setLang(out, l)
+	}
+	return out, nil
 }
 
-// translations renders the page's text in each configured language. A
+// translation renders the page's text in the language l, as HTML. A
 // missing translation shows a notice and is warned about.
-func (r *renderer) translations(page string, vars map[string]any) ([]translation, error) {
-	var ts []translation
-	for _, l := range r.langs {
-		dir, ok := r.locales[l.Code]
-		if !ok {
-			dir = l.Code
-		}
-		name := path.Join("locales", dir, page)
-		text, err := r.src.read(name)
-		if err != nil {
-			r.warn(fmt.Sprintf("%v; the %s tab says the page is not translated", err, l.Code))
-			ts = append(ts, translation{l, missingNotice(l)})
-			continue
-		}
-		text, err = r.jinja(l).render(r.src.file(name), text, vars)
-		if err != nil {
-			return nil, err
-		}
-		h, err := r.md.toHTML(r.src.file(name), text)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, translation{l, h})
+func (r *renderer) translation(page string, l config.Language, vars map[string]any) (string, error) {
+	dir, ok := r.locales[l.Code]
+	if !ok {
+		dir = l.Code
 	}
-	return ts, nil
+	name := path.Join("locales", dir, page)
+	text, err := r.src.read(name)
+	if err != nil {
+		r.warn(fmt.Sprintf("%v; the %s page says it is not translated", err, l.Code))
+		return missingNotice(l), nil
+	}
+	text, err = r.jinja(l).render(r.src.file(name), text, vars)
+	if err != nil {
+		return "", err
+	}
+	return r.md.toHTML(r.src.file(name), text)
 }
 
+// missingNotice stands for a missing translation, in English.
 func missingNotice(l config.Language) string {
-	return fmt.Sprintf("<p class=\"untranslated\">This page is not available in %s yet.</p>\n", html.EscapeString(l.Name))
+	return fmt.Sprintf("<p class=\"untranslated\" lang=\"en\">This page is not available in %s yet.</p>\n", html.EscapeString(l.Name))
+}
+
+// addPage adds a page rendered from the source file src, unless a page of
+// that name was made before.
+func (r *renderer) addPage(src, name, body string) {
+	if r.site.files[name] != nil {
+		r.warn(fmt.Sprintf("%s: another page is served as %s; this one is not", r.src.file(src), name))
+		return
+	}
+	r.add(name, []byte(body))
 }
 
 func (r *renderer) add(name string, body []byte) {

@@ -69,21 +69,29 @@ var relayParams = []string{
 // templateSyntax finds what a template engine would have replaced.
 var templateSyntax = regexp.MustCompile(`\{\{|\}\}|\{%|%\}|\{#|#\}|%content placeholder%`)
 
-// sections splits a page with language tabs into each language's part.
-func sections(t *testing.T, html string) map[string]string {
-	t.Helper()
-	parts := map[string]string{}
-	re := regexp.MustCompile(`(?s)<section class="language-tab language-([A-Z]+)" lang="[a-z]+">(.*?)</section>`)
-	for _, m := range re.FindAllStringSubmatch(html, -1) {
-		parts[m[1]] = m[2]
-	}
-	return parts
-}
+// sectionText finds a page's text in one language.
+var sectionText = regexp.MustCompile(`(?s)<section lang="([a-z]+)"(?: dir="rtl")?>\n(.*?)</section>`)
 
-// languageTexts returns each language's text of a page, by language code.
+// languageTexts returns the text of the page served as name in each
+// language the site has a page for, <stem>.<lang>.html, by language code.
 func languageTexts(t *testing.T, site *Site, name string) map[string]string {
 	t.Helper()
-	return sections(t, page(t, site, name))
+	stem := strings.TrimSuffix(name, ".html")
+	texts := map[string]string{}
+	for _, f := range site.Files() {
+		tag, ok := strings.CutPrefix(f.Name, stem+".")
+		tag, ok2 := strings.CutSuffix(tag, ".html")
+		if !ok || !ok2 || strings.Contains(tag, ".") {
+			continue
+		}
+		for _, m := range sectionText.FindAllStringSubmatch(string(f.Body), -1) {
+			if m[1] != tag {
+				t.Errorf("%s: a section in %q", f.Name, m[1])
+			}
+			texts[strings.ToUpper(tag)] += m[2]
+		}
+	}
+	return texts
 }
 
 func TestBundledPagesShowConfig(t *testing.T) {
@@ -99,7 +107,7 @@ func TestBundledPagesShowConfig(t *testing.T) {
 		if got := site.File(name).ContentType; got != "text/html; charset=utf-8" {
 			t.Errorf("%s: content type %q", name, got)
 		}
-		tabs := sections(t, html)
+		tabs := languageTexts(t, site, name)
 		if len(tabs) != 3 {
 			t.Fatalf("%s: %d language sections, want 3", name, len(tabs))
 		}
@@ -110,13 +118,13 @@ func TestBundledPagesShowConfig(t *testing.T) {
 		}
 	}
 
-	privacy := page(t, site, "privacy.html")
+	privacy := languageTexts(t, site, "privacy.html")
 	legalBasis := map[string][]string{
 		"EN": {"Art. 6(1)(b) GDPR", "Art. 6(1)(f) GDPR"},
 		"RU": {"ст. 6(1)(b) GDPR", "ст. 6(1)(f) GDPR"},
 		"DE": {"Art. 6 Abs. 1 lit. b DSGVO", "Art. 6 Abs. 1 lit. f DSGVO"},
 	}
-	for lang, text := range sections(t, privacy) {
+	for lang, text := range privacy {
 		for _, want := range append([]string{
 			"23",      // delete_mails_after
 			"111",     // delete_inactive_users_after
@@ -133,7 +141,7 @@ func TestBundledPagesShowConfig(t *testing.T) {
 			}
 		}
 	}
-	en := strings.Join(strings.Fields(sections(t, privacy)["EN"]), " ")
+	en := strings.Join(strings.Fields(privacy["EN"]), " ")
 	for _, want := range []string{
 		"Messages are deleted from the server after 23 days at the latest.",
 		"IP addresses are not stored, and they are never linked to mail addresses.",
@@ -148,8 +156,7 @@ func TestBundledPagesShowConfig(t *testing.T) {
 		t.Errorf("privacy EN: summary at %d, legal details at %d; want the summary first", s, l)
 	}
 
-	info := page(t, site, "info.html")
-	for lang, text := range sections(t, info) {
+	for lang, text := range languageTexts(t, site, "info.html") {
 		for _, want := range []string{"37", "13", "20 MiB", "321 MiB", "23", "5", "111", "privacy@relay.example.net"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("info %s: %q missing", lang, want)
@@ -158,32 +165,49 @@ func TestBundledPagesShowConfig(t *testing.T) {
 	}
 }
 
+// tabLink finds the links of the language choice.
+var tabLink = regexp.MustCompile(`<a href="([a-z.]+)" hreflang="([a-z]+)" lang="([a-z]+)"( aria-current="page")?>`)
+
+// Each language has its own page, with the choice of languages in the
+// configured order and the page's own language marked; the plain page is
+// the first language's.
 func TestTabsInConfiguredOrder(t *testing.T) {
 	for _, langs := range [][]string{{"EN", "RU", "DE"}, {"DE", "EN", "RU"}, {"RU", "DE"}} {
 		site := render(t, loadConfig(t, "mail_domain = x.example", "languages = "+strings.Join(langs, " ")))
-		html := page(t, site, "privacy.html")
-		labels := regexp.MustCompile(`<input type="radio" name="language-tabs-1" id="language-tabs-1-([A-Z]+)" class="language-[A-Z]+"( checked)?>`).FindAllStringSubmatch(html, -1)
-		var got []string
-		for i, m := range labels {
-			got = append(got, m[1])
-			if checked := m[2] != ""; checked != (i == 0) {
-				t.Errorf("%v: tab %s checked=%v", langs, m[1], checked)
+		for i, lang := range append([]string{""}, langs...) {
+			name := "privacy.html"
+			if lang != "" {
+				name = "privacy." + strings.ToLower(lang) + ".html"
+			} else {
+				lang = langs[0]
+			}
+			html := page(t, site, name)
+			var got []string
+			for _, m := range tabLink.FindAllStringSubmatch(html, -1) {
+				code := strings.ToUpper(m[2])
+				got = append(got, code)
+				if m[1] != "privacy."+m[2]+".html" || m[3] != m[2] {
+					t.Errorf("%v %s: tab %q", langs, name, m[0])
+				}
+				if current := m[4] != ""; current != (code == lang) {
+					t.Errorf("%v %s: tab %s marked current: %v", langs, name, code, current)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(langs, " ") {
+				t.Errorf("languages %v, %s: tabs %v", langs, name, got)
+			}
+			if want := `<html lang="` + strings.ToLower(lang) + `">`; !strings.Contains(html, want) {
+				t.Errorf("languages %v, %s: no %s", langs, name, want)
+			}
+			if i > 0 && site.File("index."+strings.ToLower(lang)+".html") == nil {
+				t.Errorf("languages %v: no home page in %s", langs, lang)
+			}
+			if !strings.Contains(html, `<link rel="stylesheet" href="`+tabsCSS+`">`) {
+				t.Errorf("languages %v, %s: tabs stylesheet not linked", langs, name)
 			}
 		}
-		if strings.Join(got, " ") != strings.Join(langs, " ") {
-			t.Errorf("languages %v: tabs %v", langs, got)
-		}
-		if want := `<html lang="` + strings.ToLower(langs[0]) + `">`; !strings.Contains(html, want) {
-			t.Errorf("languages %v: no %s", langs, want)
-		}
-		css := site.File(tabsCSS)
-		if css == nil || !strings.Contains(html, `href="`+tabsCSS+`"`) {
-			t.Fatalf("languages %v: tabs stylesheet missing or not linked", langs)
-		}
-		for _, l := range langs {
-			if !strings.Contains(string(css.Body), "input.language-"+l+":checked ~ .language-"+l) {
-				t.Errorf("languages %v: no CSS rule for %s", langs, l)
-			}
+		if site.File(tabsCSS) == nil {
+			t.Errorf("languages %v: no %s", langs, tabsCSS)
 		}
 	}
 }
@@ -191,8 +215,11 @@ func TestTabsInConfiguredOrder(t *testing.T) {
 func TestOneLanguageShowsNoTabs(t *testing.T) {
 	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = DE"))
 	html := page(t, site, "privacy.html")
-	if strings.Contains(html, "language-tabs") || site.File(tabsCSS) != nil {
+	if strings.Contains(html, "language-") || site.File(tabsCSS) != nil {
 		t.Error("one language shows tabs")
+	}
+	if site.File("privacy.de.html") != nil || len(site.Files()) != 6 {
+		t.Errorf("one language: %d files", len(site.Files()))
 	}
 	if !strings.Contains(html, `<html lang="de">`) || !strings.Contains(html, "Datenschutzerklärung von x.example") {
 		t.Error("German page missing")
@@ -281,7 +308,7 @@ func TestEmptyContacts(t *testing.T) {
 
 func TestMissingTranslation(t *testing.T) {
 	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = EN FR"))
-	tabs := sections(t, page(t, site, "index.html"))
+	tabs := languageTexts(t, site, "index.html")
 	if !strings.Contains(tabs["FR"], "This page is not available in Français yet.") {
 		t.Errorf("FR tab: %q", tabs["FR"])
 	}
@@ -295,7 +322,7 @@ func TestMissingTranslation(t *testing.T) {
 
 func TestAllLanguages(t *testing.T) {
 	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = ALL"))
-	tabs := sections(t, page(t, site, "info.html"))
+	tabs := languageTexts(t, site, "info.html")
 	if len(tabs) != 3 || tabs["EN"] == "" || tabs["RU"] == "" || tabs["DE"] == "" {
 		t.Errorf("ALL: tabs %v", tabs)
 	}
