@@ -137,7 +137,7 @@ func TestBrowserPages(t *testing.T) {
 			t.Fatalf("%s: %v", page, err)
 		}
 		title, err := chromedp.Run(ctx, chromedp.Title())
-		if err != nil || !strings.HasPrefix(title, "chat.example.org") {
+		if err != nil || !strings.HasSuffix(title, " chat.example.org") {
 			t.Errorf("%s: title %q, %v", page, title, err)
 		}
 	}

@@ -180,3 +180,97 @@ func TestSectionLang(t *testing.T) {
 		t.Error("privacy.html: no English section")
 	}
 }
+
+// navLink finds the links in the navigation of a bundled page.
+var navLink = regexp.MustCompile(`<a href="([a-z.]+)"( aria-current="page")?>([^<]+)</a>`)
+
+// The links between the pages are in the page's language, and so is its
+// title.
+func TestNavigationTranslated(t *testing.T) {
+	words := map[string][]string{
+		"en": {"home", "info", "privacy"},
+		"ru": {"главная", "информация", "конфиденциальность"},
+		"de": {"Start", "Info", "Datenschutz"},
+	}
+	titles := map[string]string{
+		"index.en.html": "Welcome to x.example", "info.ru.html": "О релее x.example",
+		"privacy.de.html": "Datenschutzerklärung von x.example", "privacy.html": "Privacy policy of x.example",
+	}
+	stems := []string{"index", "info", "privacy"}
+	check := func(site *Site, name, tag, lang string) {
+		t.Helper()
+		html := page(t, site, name)
+		start, end := strings.Index(html, "<nav>"), strings.Index(html, "</nav>")
+		if start < 0 || end < start {
+			t.Fatalf("%s: no navigation", name)
+		}
+		links := navLink.FindAllStringSubmatch(html[start:end], -1)
+		if len(links) != 3 {
+			t.Fatalf("%s: navigation %q", name, html[start:end])
+		}
+		for i, m := range links {
+			href := stems[i] + ".html"
+			if tag != "" {
+				href = stems[i] + "." + tag + ".html"
+			}
+			current := strings.HasPrefix(name, stems[i]+".")
+			if m[1] != href || m[3] != words[lang][i] || (m[2] != "") != current {
+				t.Errorf("%s: navigation link %q, want %s to %s, current %v", name, m[0], words[lang][i], href, current)
+			}
+		}
+		if title, ok := titles[name]; ok && !strings.Contains(html, "<title>"+title+"</title>") {
+			t.Errorf("%s: title is not %q", name, title)
+		}
+	}
+	site := render(t, loadConfig(t, "mail_domain = x.example", "languages = EN RU DE"))
+	for _, stem := range stems {
+		check(site, stem+".html", "", "en")
+		for tag := range words {
+			check(site, stem+"."+tag+".html", tag, tag)
+		}
+	}
+	site = render(t, loadConfig(t, "mail_domain = x.example", "languages = DE"))
+	titles = map[string]string{"privacy.html": "Datenschutzerklärung von x.example"}
+	for _, stem := range stems {
+		check(site, stem+".html", "", "de")
+	}
+}
+
+// An operator's layout may take text from locales/ too, at the
+// placeholder; without any, the placeholder goes and a warning says so.
+func TestWWWFolderLayoutText(t *testing.T) {
+	www := copyFixture(t)
+	src := filepath.Join(www, "src")
+	layout := filepath.Join(src, layoutFile)
+	b, _ := os.ReadFile(layout)
+	os.WriteFile(layout, []byte(strings.Replace(string(b), `<nav id="menu">`, `<nav id="menu">%content placeholder%`, 1)), 0o644)
+	cfg := loadConfig(t, "mail_domain = fixture.example", "www_folder = "+www, "languages = EN RU")
+
+	site := render(t, cfg)
+	if !strings.Contains(page(t, site, "info.ru.html"), `<nav id="menu"><a href="index.ru.html">home</a>`) {
+		t.Error("info.ru.html: placeholder in the layout not left empty")
+	}
+	if !strings.Contains(page(t, site, "info.ru.html"), `<html lang="ru">`) {
+		t.Error("info.ru.html: a layout with a placeholder is in no language")
+	}
+	if len(site.Warnings) != 2 || !strings.Contains(site.Warnings[0], "locales/EN/page-layout.html: ") ||
+		!strings.HasSuffix(site.Warnings[1], "; %content placeholder% in page-layout.html is left empty") {
+		t.Errorf("warnings %q", site.Warnings)
+	}
+
+	os.WriteFile(filepath.Join(src, "locales/EN/page-layout.html"), []byte(`<a href="/">{{ config.mail_domain }}</a> `), 0o644)
+	os.WriteFile(filepath.Join(src, "locales/RU/page-layout.html"), []byte(`<a href="/">{{ config.mail_domain }} по-русски</a> `), 0o644)
+	site = render(t, cfg)
+	for name, want := range map[string]string{
+		"privacy.html":    `<nav id="menu"><a href="/">fixture.example</a> <a href="index.html">home</a>`,
+		"privacy.en.html": `<nav id="menu"><a href="/index.en.html">fixture.example</a> <a href="index.en.html">home</a>`,
+		"info.ru.html":    `<nav id="menu"><a href="/index.ru.html">fixture.example по-русски</a> <a href="index.ru.html">home</a>`,
+	} {
+		if !strings.Contains(page(t, site, name), want) {
+			t.Errorf("%s lacks %s", name, want)
+		}
+	}
+	if len(site.Warnings) != 0 {
+		t.Errorf("warnings %q", site.Warnings)
+	}
+}

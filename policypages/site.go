@@ -11,6 +11,7 @@ import (
 	"maps"
 	"mime"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -71,6 +72,8 @@ func Render(cfg *config.Config) (*Site, error) {
 		engines: map[string]*jinja{},
 		md:      newMarkdown(),
 		site:    &Site{files: map[string]*File{}},
+
+		layoutWarned: map[string]bool{},
 	}
 	if err := r.render(); err != nil {
 		return nil, err
@@ -89,6 +92,8 @@ type renderer struct {
 	locales map[string]string // language code to folder under locales/
 	pages   map[string]string // served name of each page to its stem
 	tabbed  bool              // some page shows language tabs
+
+	layoutWarned map[string]bool // languages warned about for lacking a layout text
 }
 
 func (r *renderer) warn(msg string) { r.site.Warnings = append(r.site.Warnings, msg) }
@@ -247,28 +252,99 @@ func (r *renderer) pageIn(name, served, layout string, l config.Language) (strin
 		body.WriteString(h)
 	}
 	vars["markdown_html"] = body.String()
+	vars["title"] = pageTitle(body.String(), r.cfg.MailDomain)
 	out, err := j.render(r.src.file(layoutFile), layout, vars)
 	if err != nil {
 		return "", err
+	}
+	localized := len(parts) > 1
+	if strings.Contains(out, placeholder) {
+		t, err := r.layoutText(l, vars)
+		if err != nil {
+			return "", err
+		}
+		out = strings.ReplaceAll(out, placeholder, t)
+		localized = true
 	}
 	out, err = j.settle(served, out, vars)
 	if err != nil {
 		return "", err
 	}
-	if len(parts) > 1 {
+	if localized {
 		out = setLang(out, l)
 	}
 	return out, nil
 }
 
+// layoutText renders the layout's text, such as the links between the
+// pages, in the language l: locales/<LANG>/page-layout.html, HTML with
+// template syntax. A language without one gets the first configured
+// language's or the English one, marked as such, and a warning.
+func (r *renderer) layoutText(l config.Language, vars map[string]any) (string, error) {
+	en, _ := config.LookupLanguage("EN")
+	var missing error
+	for _, c := range append(append([]config.Language{l}, r.langs...), en) {
+		name := path.Join("locales", r.localeDir(c), layoutFile)
+		text, err := r.src.read(name)
+		if err != nil {
+			if missing == nil {
+				missing = err
+			}
+			continue
+		}
+		text, err = r.jinja(c).render(r.src.file(name), text, vars)
+		if err != nil {
+			return "", err
+		}
+		if c.Code == l.Code {
+			return text, nil
+		}
+		r.warnLayout(l, fmt.Sprintf("%v; the %s pages show the %s one", missing, l.Code, c.Code))
+		return fmt.Sprintf("<span lang=\"%s\">%s</span>", c.Tag(), text), nil
+	}
+	r.warnLayout(l, fmt.Sprintf("%v; %s in %s is left empty", missing, placeholder, layoutFile))
+	return "", nil
+}
+
+// warnLayout warns once per language that its layout text is missing.
+func (r *renderer) warnLayout(l config.Language, msg string) {
+	if !r.layoutWarned[l.Code] {
+		r.layoutWarned[l.Code] = true
+		r.warn(msg)
+	}
+}
+
+// localeDir is the folder under locales/ with the texts in the language l.
+func (r *renderer) localeDir(l config.Language) string {
+	if dir, ok := r.locales[l.Code]; ok {
+		return dir
+	}
+	return l.Code
+}
+
+// firstHeading finds the first top-level heading in a page's HTML.
+var firstHeading = regexp.MustCompile(`(?is)<h1\b[^>]*>(.*?)</h1>`)
+
+// tags matches HTML tags, to take the text out of a heading.
+var tags = regexp.MustCompile(`<[^>]*>`)
+
+// pageTitle is the title of a page: the text of its first top-level
+// heading, in the page's language, or the mail domain.
+func pageTitle(body, mailDomain string) string {
+	m := firstHeading.FindStringSubmatch(body)
+	if m == nil {
+		return html.EscapeString(mailDomain)
+	}
+	if title := strings.Join(strings.Fields(tags.ReplaceAllString(m[1], "")), " "); title != "" {
+		return title
+	}
+	return html.EscapeString(mailDomain)
+}
+
 // translation renders the page's text in the language l, as HTML. A
 // missing translation shows a notice and is warned about.
 func (r *renderer) translation(page string, l config.Language, vars map[string]any) (string, error) {
-	dir, ok := r.locales[l.Code]
-	if !ok {
-		dir = l.Code
-	}
-	name := path.Join("locales", dir, page)
+	name := path.Join("locales", r.localeDir(l), page)
 	text, err := r.src.read(name)
 	if err != nil {
 		r.warn(fmt.Sprintf("%v; the %s page says it is not translated", err, l.Code))
