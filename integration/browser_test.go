@@ -138,7 +138,7 @@ func TestBrowserPages(t *testing.T) {
 			t.Fatalf("%s: %v", page, err)
 		}
 		title, err := chromedp.Run(ctx, chromedp.Title())
-		if err != nil || !strings.HasPrefix(title, "chat.example.org") {
+		if err != nil || !strings.HasSuffix(title, " chat.example.org") {
 			t.Errorf("%s: title %q, %v", page, title, err)
 		}
 	}
@@ -150,26 +150,32 @@ func TestBrowserPages(t *testing.T) {
 		t.Errorf("QR image not loaded: width %d, %v", qrWidth, err)
 	}
 
-	// On the privacy page, choose the second tab.
+	// On the privacy page, choose the second tab: the page in Russian.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/privacy.html")); err != nil {
 		t.Fatal(err)
 	}
 	visible := func(lang string) bool {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
-			`(() => { const s = document.querySelector("section.language-%s"); return s.getClientRects().length > 0 && s.offsetHeight > 0 })()`, lang)))
+			`(() => { const s = document.querySelector('section[lang="%s"]'); return s !== null && s.getClientRects().length > 0 && s.offsetHeight > 0 })()`, lang)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
-	if !visible("EN") || visible("RU") || visible("DE") {
+	if !visible("en") || visible("ru") || visible("de") {
 		t.Error("before a click, only the first tab should show")
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`label[for="language-tabs-1-RU"]`))); err != nil {
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`.language-choice a[hreflang="ru"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`section[lang="ru"]`)),
+	); err != nil {
 		t.Fatal(err)
 	}
-	if visible("EN") || !visible("RU") || visible("DE") {
+	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || loc != base+"/privacy.ru.html" {
+		t.Errorf("after clicking the second tab: at %s, %v", loc, err)
+	}
+	if visible("en") || !visible("ru") || visible("de") {
 		t.Error("after clicking the second tab, only it should show")
 	}
 	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))

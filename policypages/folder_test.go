@@ -43,11 +43,21 @@ func TestWWWFolder(t *testing.T) {
 		"<title>fixture.example home</title>",
 		`<img class="banner" src="banner.png">`,
 		"<h2>Fixture home</h2>", "Get an address on fixture.example here.",
-		"<h2>Главная страница</h2>", "Адрес на fixture.example можно получить здесь.",
 		"Fixture relay for trials only",
 	} {
 		if !strings.Contains(home, want) {
 			t.Errorf("index.html lacks %q", want)
+		}
+	}
+	homeRU := page(t, site, "index.ru.html")
+	for _, want := range []string{
+		"<title>fixture.example home</title>",
+		`<img class="banner" src="banner.png">`,
+		"<h2>Главная страница</h2>", "Адрес на fixture.example можно получить здесь.",
+		"Fixture relay for trials only",
+	} {
+		if !strings.Contains(homeRU, want) {
+			t.Errorf("index.ru.html lacks %q", want)
 		}
 	}
 	if strings.Contains(home, "refresh") {
@@ -67,7 +77,7 @@ func TestWWWFolder(t *testing.T) {
 	if strings.Contains(info, "some other relay") || strings.Contains(info, "language-tabs") {
 		t.Error("info.html: wrong branch of the if, or tabs without a placeholder")
 	}
-	privacy := sections(t, page(t, site, "privacy.html"))
+	privacy := languageTexts(t, site, "privacy.html")
 	if !strings.Contains(privacy["EN"], "Write to team@fixture.example") || !strings.Contains(privacy["RU"], "присылайте на team@fixture.example") {
 		t.Errorf("privacy tabs: %q", privacy)
 	}

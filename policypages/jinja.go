@@ -11,6 +11,8 @@ import (
 	"github.com/nikolalohinski/gonja/v2/exec"
 	"github.com/nikolalohinski/gonja/v2/loaders"
 	"github.com/nikolalohinski/gonja/v2/parser"
+
+	"filtermail/config"
 )
 
 // maxRenderPasses bounds the re-rendering of a page whose output still
@@ -20,17 +22,24 @@ const maxRenderPasses = 10
 
 // jinja renders templates in Jinja syntax, as the relay does with Python's
 // jinja2 and its default settings: no autoescaping, undefined values empty
-// and false.
+// and false. Besides jinja2's filters there is size, which writes sizes
+// the way the pages do in one language.
 type jinja struct {
 	env *exec.Environment
 	cfg *gonjaconfig.Config
 }
 
-func newJinja() *jinja {
+// newJinja returns a template engine for pages in the language l.
+func newJinja(l config.Language) *jinja {
+	decimal := ","
+	if decimalPoint[l.Code] {
+		decimal = "."
+	}
+	filters := exec.NewFilterSet(map[string]exec.FilterFunction{"size": sizeFilter(decimal)}).Update(builtins.Filters)
 	return &jinja{
 		env: &exec.Environment{
 			Context:           exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables),
-			Filters:           builtins.Filters,
+			Filters:           filters,
 			Tests:             builtins.Tests,
 			ControlStructures: builtins.ControlStructures,
 			Methods:           builtins.Methods,

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"mime"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -66,11 +67,13 @@ func Render(cfg *config.Config) (*Site, error) {
 		defer src.close()
 	}
 	r := &renderer{
-		cfg:   cfg,
-		src:   src,
-		jinja: newJinja(),
-		md:    newMarkdown(),
-		site:  &Site{files: map[string]*File{}},
+		cfg:     cfg,
+		src:     src,
+		engines: map[string]*jinja{},
+		md:      newMarkdown(),
+		site:    &Site{files: map[string]*File{}},
+
+		layoutWarned: map[string]bool{},
 	}
 	if err := r.render(); err != nil {
 		return nil, err
@@ -79,18 +82,31 @@ func Render(cfg *config.Config) (*Site, error) {
 }
 
 type renderer struct {
-	cfg   *config.Config
-	src   source
-	jinja *jinja
-	md    markdown
-	site  *Site
+	cfg     *config.Config
+	src     source
+	engines map[string]*jinja // by language code
+	md      markdown
+	site    *Site
 
 	langs   []config.Language
 	locales map[string]string // language code to folder under locales/
+	pages   map[string]string // served name of each page to its stem
 	tabbed  bool              // some page shows language tabs
+
+	layoutWarned map[string]bool // languages warned about for lacking a layout text
 }
 
 func (r *renderer) warn(msg string) { r.site.Warnings = append(r.site.Warnings, msg) }
+
+// jinja returns the template engine for pages in the language l.
+func (r *renderer) jinja(l config.Language) *jinja {
+	j := r.engines[l.Code]
+	if j == nil {
+		j = newJinja(l)
+		r.engines[l.Code] = j
+	}
+	return j
+}
 
 func (r *renderer) render() error {
 	pages, assets, err := r.src.entries(r.warn)
@@ -102,6 +118,11 @@ func (r *renderer) render() error {
 	}
 	r.locales = r.src.locales()
 	r.languages()
+	r.pages = map[string]string{}
+	for _, name := range pages {
+		stem := strings.TrimSuffix(name, ".md")
+		r.pages[stem+".html"] = stem
+	}
 	layout, err := r.src.read(layoutFile)
 	if err != nil {
 		return err
@@ -117,7 +138,7 @@ func (r *renderer) render() error {
 	}
 	r.add(qrName(r.cfg.MailDomain), png)
 	if r.tabbed {
-		r.add(tabsCSS, []byte(languageTabsCSS(r.langs)))
+		r.add(tabsCSS, []byte(languageTabsCSS))
 	}
 	for _, name := range assets {
 		if r.site.files[name] != nil {
@@ -156,86 +177,199 @@ func (r *renderer) languages() {
 	}
 }
 
-// page renders one Markdown page: the Markdown file as a template, the
-// translations in place of the placeholder, all of it into the layout,
-// and the result again until it settles.
+// page renders one Markdown page in each configured language. With one
+// language the page is served as <stem>.html. With several, each language
+// has a page of its own, <stem>.<lang>.html, whose links to the site's
+// pages lead to their pages in the same language, and <stem>.html is the
+// first language's page with the links as written.
 func (r *renderer) page(name, layout string) error {
+	stem := strings.TrimSuffix(name, ".md")
+	for i, l := range r.langs {
+		served := stem + ".html"
+		if len(r.langs) > 1 {
+			served = variantName(stem, l)
+		}
+		out, err := r.pageIn(name, served, layout, l)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			r.addPage(name, stem+".html", out)
+		}
+		if len(r.langs) > 1 {
+			r.addPage(name, served, linkLanguage(out, r.pages, l))
+		}
+	}
+	return nil
+}
+
+// variantName is the name the page from stem.md is served under in the
+// language l when there are several.
+func variantName(stem string, l config.Language) string {
+	return stem + "." + l.Tag() + ".html"
+}
+
+// pageIn renders a Markdown page in the language l: the page as a
+// template, the language's text in place of the placeholder, all of it
+// into the layout, and the result again until it settles. served names
+// the page in messages.
+func (r *renderer) pageIn(name, served, layout string, l config.Language) (string, error) {
 	stem := strings.TrimSuffix(name, ".md")
 	pagename := stem
 	if stem == "index" {
 		pagename = "home"
 	}
 	vars := templateVars(r.cfg, pagename)
-	vars["lang"] = r.langs[0].Tag()
+	vars["lang"] = l.Tag()
+	j := r.jinja(l)
 	text, err := r.src.read(name)
 	if err != nil {
-		return err
+		return "", err
 	}
-	text, err = r.jinja.render(r.src.file(name), text, vars)
+	text, err = j.render(r.src.file(name), text, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var body strings.Builder
 	parts := strings.Split(text, placeholder)
 	for i, part := range parts {
 		if i > 0 {
-			tabs, err := r.translations(name, vars)
+			t, err := r.translation(name, l, vars)
 			if err != nil {
-				return err
+				return "", err
 			}
-			body.WriteString(languageTabs(i, tabs))
-			r.tabbed = r.tabbed || len(tabs) > 1
+			if i == 1 && len(r.langs) > 1 {
+				body.WriteString(languageTabs(stem, l, r.langs, t))
+				r.tabbed = true
+			} else {
+				body.WriteString(section(l, t))
+			}
 		}
 		h, err := r.md.toHTML(r.src.file(name), part)
 		if err != nil {
-			return err
+			return "", err
 		}
 		body.WriteString(h)
 	}
 	vars["markdown_html"] = body.String()
-	out, err := r.jinja.render(r.src.file(layoutFile), layout, vars)
+	vars["title"] = pageTitle(body.String(), r.cfg.MailDomain)
+	out, err := j.render(r.src.file(layoutFile), layout, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
-	out, err = r.jinja.settle(stem+".html", out, vars)
+	localized := len(parts) > 1
+	if strings.Contains(out, placeholder) {
+		t, err := r.layoutText(l, vars)
+		if err != nil {
+			return "", err
+		}
+		out = strings.ReplaceAll(out, placeholder, t)
+		localized = true
+	}
+	out, err = j.settle(served, out, vars)
 	if err != nil {
-		return err
+		return "", err
 	}
-	r.add(stem+".html", []byte(out))
-	return nil
+	if localized {
+		out = setLang(out, l)
+	}
+	return out, nil
 }
 
-// translations renders the page's text in each configured language. A
-// missing translation shows a notice and is warned about.
-func (r *renderer) translations(page string, vars map[string]any) ([]translation, error) {
-	var ts []translation
-	for _, l := range r.langs {
-		dir, ok := r.locales[l.Code]
-		if !ok {
-			dir = l.Code
-		}
-		name := path.Join("locales", dir, page)
+// layoutText renders the layout's text, such as the links between the
+// pages, in the language l: locales/<LANG>/page-layout.html, HTML with
+// template syntax. A language without one gets the first configured
+// language's or the English one, marked as such, and a warning.
+func (r *renderer) layoutText(l config.Language, vars map[string]any) (string, error) {
+	en, _ := config.LookupLanguage("EN")
+	var missing error
+	for _, c := range append(append([]config.Language{l}, r.langs...), en) {
+		name := path.Join("locales", r.localeDir(c), layoutFile)
 		text, err := r.src.read(name)
 		if err != nil {
-			r.warn(fmt.Sprintf("%v; the %s tab says the page is not translated", err, l.Code))
-			ts = append(ts, translation{l, missingNotice(l)})
+			if missing == nil {
+				missing = err
+			}
 			continue
 		}
-		text, err = r.jinja.render(r.src.file(name), text, vars)
+		text, err = r.jinja(c).render(r.src.file(name), text, vars)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		h, err := r.md.toHTML(r.src.file(name), text)
-		if err != nil {
-			return nil, err
+		if c.Code == l.Code {
+			return text, nil
 		}
-		ts = append(ts, translation{l, h})
+		r.warnLayout(l, fmt.Sprintf("%v; the %s pages show the %s one", missing, l.Code, c.Code))
+		return fmt.Sprintf("<span lang=\"%s\">%s</span>", c.Tag(), text), nil
 	}
-	return ts, nil
+	r.warnLayout(l, fmt.Sprintf("%v; %s in %s is left empty", missing, placeholder, layoutFile))
+	return "", nil
 }
 
+// warnLayout warns once per language that its layout text is missing.
+func (r *renderer) warnLayout(l config.Language, msg string) {
+	if !r.layoutWarned[l.Code] {
+		r.layoutWarned[l.Code] = true
+		r.warn(msg)
+	}
+}
+
+// localeDir is the folder under locales/ with the texts in the language l.
+func (r *renderer) localeDir(l config.Language) string {
+	if dir, ok := r.locales[l.Code]; ok {
+		return dir
+	}
+	return l.Code
+}
+
+// firstHeading finds the first top-level heading in a page's HTML.
+var firstHeading = regexp.MustCompile(`(?is)<h1\b[^>]*>(.*?)</h1>`)
+
+// tags matches HTML tags, to take the text out of a heading.
+var tags = regexp.MustCompile(`<[^>]*>`)
+
+// pageTitle is the title of a page: the text of its first top-level
+// heading, in the page's language, or the mail domain.
+func pageTitle(body, mailDomain string) string {
+	m := firstHeading.FindStringSubmatch(body)
+	if m == nil {
+		return html.EscapeString(mailDomain)
+	}
+	if title := strings.Join(strings.Fields(tags.ReplaceAllString(m[1], "")), " "); title != "" {
+		return title
+	}
+	return html.EscapeString(mailDomain)
+}
+
+// translation renders the page's text in the language l, as HTML. A
+// missing translation shows a notice and is warned about.
+func (r *renderer) translation(page string, l config.Language, vars map[string]any) (string, error) {
+	name := path.Join("locales", r.localeDir(l), page)
+	text, err := r.src.read(name)
+	if err != nil {
+		r.warn(fmt.Sprintf("%v; the %s page says it is not translated", err, l.Code))
+		return missingNotice(l), nil
+	}
+	text, err = r.jinja(l).render(r.src.file(name), text, vars)
+	if err != nil {
+		return "", err
+	}
+	return r.md.toHTML(r.src.file(name), text)
+}
+
+// missingNotice stands for a missing translation, in English.
 func missingNotice(l config.Language) string {
-	return fmt.Sprintf("<p class=\"untranslated\">This page is not available in %s yet.</p>\n", html.EscapeString(l.Name))
+	return fmt.Sprintf("<p class=\"untranslated\" lang=\"en\">This page is not available in %s yet.</p>\n", html.EscapeString(l.Name))
+}
+
+// addPage adds a page rendered from the source file src, unless a page of
+// that name was made before.
+func (r *renderer) addPage(src, name, body string) {
+	if r.site.files[name] != nil {
+		r.warn(fmt.Sprintf("%s: another page is served as %s; this one is not", r.src.file(src), name))
+		return
+	}
+	r.add(name, []byte(body))
 }
 
 func (r *renderer) add(name string, body []byte) {

@@ -69,7 +69,7 @@ var leftSyntax = regexp.MustCompile(`\{\{|\}\}|\{%|%\}|%content placeholder%`)
 
 func TestPagesOverHTTP(t *testing.T) {
 	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port, pageParams...)
-	for _, path := range []string{"/", "/index.html", "/info.html", "/privacy.html"} {
+	for _, path := range []string{"/", "/index.html", "/info.html", "/privacy.html", "/privacy.ru.html"} {
 		resp, body := d.get(t, path)
 		html := string(body)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
@@ -82,7 +82,7 @@ func TestPagesOverHTTP(t *testing.T) {
 		if m := leftSyntax.FindString(html); m != "" {
 			t.Errorf("%s: template syntax %q left", path, m)
 		}
-		for _, want := range []string{`>English</label>`, `>Русский</label>`, `>Deutsch</label>`, `lang="en"`, `lang="ru"`, `lang="de"`} {
+		for _, want := range []string{`>English</a>`, `>Русский</a>`, `>Deutsch</a>`, `lang="en"`, `lang="ru"`, `lang="de"`} {
 			if !strings.Contains(html, want) {
 				t.Errorf("%s: no %s", path, want)
 			}
@@ -92,7 +92,7 @@ func TestPagesOverHTTP(t *testing.T) {
 		}
 	}
 	_, privacy := d.get(t, "/privacy.html")
-	for _, want := range []string{"23 days", "111", "37", "20.0 MiB", "321MB", "Relay Operators e.V., Example Street 5",
+	for _, want := range []string{"23 days", "111", "37", "20 MiB", "321 MiB", "Relay Operators e.V., Example Street 5",
 		"privacy@chat.example.org", "Dana Officer, Data Lane 7", "Commissioner for Examples", "Art. 6(1)(b) GDPR", "Art. 6(1)(f) GDPR"} {
 		if !bytes.Contains(privacy, []byte(want)) {
 			t.Errorf("privacy.html lacks %q", want)
@@ -308,11 +308,11 @@ func TestRenderCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "html")
 	cmd := exec.Command(binary, "render", d.IniPath, dir)
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Wrote 7 files to "+dir) {
+	if err != nil || !strings.Contains(string(out), "Wrote 16 files to "+dir) {
 		t.Fatalf("render: %v\n%s", err, out)
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 7 {
+	if len(entries) != 16 {
 		t.Errorf("%d files written", len(entries))
 	}
 	for _, e := range entries {
