@@ -324,13 +324,13 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // relay's own tests wait for; warnings about the pages come after it.
 func TestServingLineFirst(t *testing.T) {
 	d := startDaemon(t, "outgoing", newSink(t, smtpdtest.Accept).Port, "languages = EN FR")
-	d.waitLog(t, "FR tab says the page is not translated", 1)
+	d.waitLog(t, "the FR page says it is not translated", 1)
 	first, rest, _ := strings.Cut(d.Log(), "\n")
 	want := fmt.Sprintf("Outgoing filter: SMTP on 127.0.0.1:%d, pages and metrics on http://127.0.0.1:%d; entering serving loop.", d.port, d.httpPort)
 	if first != want {
 		t.Errorf("first line %q, want %q", first, want)
 	}
-	if !strings.Contains(rest, "Pages: ") || !strings.Contains(rest, "FR tab says the page is not translated") {
+	if !strings.Contains(rest, "Pages: ") || !strings.Contains(rest, "the FR page says it is not translated") {
 		t.Errorf("no warning about the missing translation after the serving line:\n%s", d.Log())
 	}
 }
