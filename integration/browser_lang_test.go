@@ -184,13 +184,5 @@ func TestBrowserLanguageAcrossPages(t *testing.T) {
 		t.Errorf("info.html shows %v, lang %q; want English", got, pageLang())
 	}
 
-	messages := con.wait()
-	if v := violations(messages); len(v) > 0 {
-		t.Errorf("CSP violations:\n%s", strings.Join(v, "\n"))
-	}
-	for _, m := range messages {
-		if strings.HasPrefix(m, "error") || strings.HasPrefix(m, "warning") {
-			t.Errorf("console: %s", m)
-		}
-	}
+	wantCleanConsole(t, con)
 }

@@ -203,6 +203,13 @@ func TestBrowserPages(t *testing.T) {
 	}
 	t.Logf("screenshot: integration/%s", path)
 
+	wantCleanConsole(t, con)
+}
+
+// wantCleanConsole fails the test if the browser's console had a CSP
+// violation, an error or a warning.
+func wantCleanConsole(t *testing.T, con *console) {
+	t.Helper()
 	messages := con.wait()
 	if v := violations(messages); len(v) > 0 {
 		t.Errorf("CSP violations:\n%s", strings.Join(v, "\n"))

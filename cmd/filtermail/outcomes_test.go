@@ -32,6 +32,22 @@ func (s scrape) family(prefix string) map[string]float64 {
 	return f
 }
 
+// wantAtZero fails the test unless a metric's samples at the start are
+// exactly the exported series, each at 0.
+func wantAtZero(t *testing.T, start map[string]float64, exported map[string]bool) {
+	t.Helper()
+	for key, v := range start {
+		if !exported[key] || v != 0 {
+			t.Errorf("at the start: %s %v", key, v)
+		}
+	}
+	for key := range exported {
+		if _, ok := start[key]; !ok {
+			t.Errorf("%s not exported at the start", key)
+		}
+	}
+}
+
 // Every filtermail_messages_total series is exported at 0 from the start,
 // and each has an input that moves it, and only it, through the daemon.
 // An outcome added to the metrics without an input here fails the test.
@@ -95,16 +111,7 @@ func TestEveryOutcomeHasAnInput(t *testing.T) {
 				exported[messagesKey(dir, o.Verdict, o.Reason)] = true
 			}
 			start := d.scrape(t).family("filtermail_messages_total{")
-			for key, v := range start {
-				if !exported[key] || v != 0 {
-					t.Errorf("at the start: %s %v", key, v)
-				}
-			}
-			for key := range exported {
-				if _, ok := start[key]; !ok {
-					t.Errorf("%s not exported at the start", key)
-				}
-			}
+			wantAtZero(t, start, exported)
 
 			moved := map[string]bool{}
 			for _, in := range inputs[dir] {
@@ -167,11 +174,7 @@ func TestEveryCommandReplyHasAnInput(t *testing.T) {
 				exported[commandsKey(dir, c.Command, c.Class)] = true
 			}
 			before := d.scrape(t).family("filtermail_smtp_commands_total{")
-			for key, v := range before {
-				if !exported[key] || v != 0 {
-					t.Errorf("at the start: %s %v", key, v)
-				}
-			}
+			wantAtZero(t, before, exported)
 
 			// Each transaction has a sender of its own: one MAIL per
 			// sender and minute.
