@@ -96,8 +96,10 @@ func (l *paramListener) cutOff() {
 //     is stopping.
 //
 // It follows the session closely enough to leave message content alone: a
-// DATA body from the 354 reply to the end-of-data line, as go-smtp's data
-// reader sees it, and BDAT chunks by their size. Command lines longer than
+// DATA body from the 354 reply to the end-of-data line (see dataEnd), and
+// BDAT chunks by their size. Where go-smtp's data reader would miss that
+// end-of-data line, paramConn hands it, right after the body, the bytes
+// that make it end there (see dataBody). Command lines longer than
 // maxCommandLine end the connection.
 type paramConn struct {
 	net.Conn
@@ -108,8 +110,8 @@ type paramConn struct {
 	out   []byte // looked at, ready for go-smtp
 	err   error  // the client connection's read error, once it came
 	state int
-	data  dataEnd // where a DATA body ends
-	chunk uint64  // bytes of the BDAT chunk still to come
+	data  dataBody // where a DATA body ends
+	chunk uint64   // bytes of the BDAT chunk still to come
 	buf   [4096]byte
 
 	// Written by go-smtp's connection goroutine: replies to the commands
@@ -144,7 +146,7 @@ func (c *paramConn) Read(p []byte) (int, error) {
 			// go-smtp answers DATA before it reads again.
 			c.state = stateCommand
 			if c.accepted {
-				c.state, c.data = stateData, dataEnd{}
+				c.state, c.data = stateData, dataBody{}
 			}
 		}
 		if len(c.in) == 0 && c.err == nil && (c.state == stateData || c.state == stateChunk) {
@@ -198,8 +200,9 @@ func (c *paramConn) readBody(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.err = quietError(err)
-	k := c.bodyPrefix(p[:n])
+	k, end := c.bodyPrefix(p[:n])
 	c.in = append(c.in, p[k:n]...)
+	c.out = append(c.out, end...)
 	if k == 0 && c.err != nil && len(c.in) == 0 {
 		return 0, c.err
 	}
@@ -224,21 +227,22 @@ func (c *paramConn) wokenByDrain(err error) bool {
 }
 
 // bodyPrefix returns how much of b belongs to the body being read and
-// moves to command state when the body ends inside b.
-func (c *paramConn) bodyPrefix(b []byte) int {
+// moves to command state when the body ends inside b. When a DATA body
+// ends, it also returns the bytes go-smtp needs after it to see the end.
+func (c *paramConn) bodyPrefix(b []byte) (int, []byte) {
 	if c.state == stateChunk {
 		k := int(min(uint64(len(b)), c.chunk))
 		if c.chunk -= uint64(k); c.chunk == 0 {
 			c.state = stateCommand
 		}
-		return k
+		return k, nil
 	}
-	k, done := c.data.scan(b)
+	k, end, done := c.data.scan(b)
 	if done {
 		c.state = stateCommand
 		c.pending = append(c.pending, command{verb: metrics.EndOfData})
 	}
-	return k
+	return k, end
 }
 
 // process moves input to output and reports whether it made progress.
@@ -247,8 +251,9 @@ func (c *paramConn) process() bool {
 		return false
 	}
 	if c.state == stateData || c.state == stateChunk {
-		k := c.bodyPrefix(c.in)
-		c.out, c.in = append(c.out, c.in[:k]...), c.in[k:]
+		k, end := c.bodyPrefix(c.in)
+		c.out = append(append(c.out, c.in[:k]...), end...)
+		c.in = c.in[k:]
 		return true
 	}
 	i := bytes.IndexByte(c.in, '\n')

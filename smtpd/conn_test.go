@@ -123,10 +123,12 @@ func (f *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 func (f *fakeConn) Close() error                     { return nil }
 
 // FuzzParamConn feeds arbitrary client input through a connection while
-// the server answers, and checks that nothing is lost but RCPT parameters.
+// the server answers, and checks that nothing is lost but RCPT parameters,
+// nor anything added but the bytes that end go-smtp's data reader.
 func FuzzParamConn(f *testing.F) {
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n"), uint8(7), true)
 	f.Add([]byte("BDAT 5 LAST\r\nhelloRSET\r\n"), uint8(3), false)
+	f.Add([]byte("MAIL FROM:<a@b>\r\nDATA\r\nHello!\r\r\n.\r\nRSET\r\nDATA\r\n.\r\r\n.\r\nQUIT\r\n"), uint8(1), true)
 	f.Fuzz(func(t *testing.T, input []byte, step uint8, accept bool) {
 		l := newParamListener(nil, metrics.New("outgoing", "test"))
 		fc := &fakeConn{in: input, step: int(step%64) + 1}
@@ -151,8 +153,13 @@ func FuzzParamConn(f *testing.F) {
 		if len(out) > len(input)+len(input)/2+16 {
 			t.Fatalf("%d bytes out of %d in", len(out), len(input))
 		}
-		if !bytes.Contains(input, []byte("RCPT")) && !bytes.Contains(bytes.ToUpper(input), []byte("RCPT")) && !bytes.Equal(out, input) {
+		// dataTerminator only comes right after an end-of-data line: taken
+		// out of both, it leaves the rest as it was.
+		term := []byte(dataTerminator)
+		if !bytes.Contains(input, []byte("RCPT")) && !bytes.Contains(bytes.ToUpper(input), []byte("RCPT")) &&
+			!bytes.Equal(bytes.ReplaceAll(out, term, nil), bytes.ReplaceAll(input, term, nil)) {
 			t.Fatalf("input without RCPT changed:\n%q\n%q", input, out)
 		}
 	})
 }
+

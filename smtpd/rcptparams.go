@@ -63,8 +63,11 @@ func pathEnd(s []byte) int {
 	return -1
 }
 
-// dataEnd finds the end-of-data line of a DATA body exactly where go-smtp's
-// data reader does: ".\r\n" at the start of the body or after "\r\n".
+// dataEnd finds the end-of-data line of a DATA body: ".\r\n" at the start
+// of the body or right after "\r\n". A CR that follows a CR leaves it
+// just after a CR, so "a\r\r\n.\r\n" is a whole body, end included;
+// go-smtp's data reader misses that end (see goSMTPReader). A bare LF
+// does not start a line: SMTP lines end in CRLF.
 type dataEnd struct {
 	state int
 }
@@ -98,15 +101,22 @@ func (d *dataEnd) scan(b []byte) (int, bool) {
 				d.state = lineMiddle
 			}
 		case lineDotCR:
-			if ch == '\n' {
+			switch ch {
+			case '\n':
 				d.state = lineStart
 				return i + 1, true
+			case '\r':
+				d.state = lineCR
+			default:
+				d.state = lineMiddle
 			}
-			d.state = lineMiddle
 		case lineCR:
-			if ch == '\n' {
+			switch ch {
+			case '\n':
 				d.state = lineStart
-			} else {
+			case '\r':
+				// Still just after a CR.
+			default:
 				d.state = lineMiddle
 			}
 		case lineMiddle:
