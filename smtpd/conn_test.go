@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"filtermail/metrics"
+	"filtermail/smtpd/smtpdtest"
 )
 
 func TestReplyScanner(t *testing.T) {
@@ -163,3 +165,68 @@ func FuzzParamConn(f *testing.F) {
 	})
 }
 
+// A body whose last line ends in "\r\r\n" gets its reply at once, sent
+// whole, byte by byte, or with the next command; the message (no From
+// header, a bare CR) is refused, and the session goes on.
+func TestDataEndAfterCRCR(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		step int // bytes a write, 0 for all at once
+		next string
+	}{
+		{"whole", 0, ""},
+		{"bytewise", 1, ""},
+		{"pipelined", 0, "RSET\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+			s, _, _ := startFilter(t, Outgoing, sink.Port)
+			c, conn := dialServer(t, s)
+			exchange(t, c, "EHLO client.test", 250)
+			exchange(t, c, "MAIL FROM:<alice@chat.example.org>", 250)
+			exchange(t, c, "RCPT TO:<bob@example.net>", 250)
+			exchange(t, c, "DATA", 354)
+			data := []byte("Hello!\r\r\n.\r\n" + tc.next)
+			step := cmp.Or(tc.step, len(data))
+			for i := 0; i < len(data); i += step {
+				if _, err := conn.Write(data[i:min(i+step, len(data))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The deadline catches a session that waits for more data.
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			code, text, err := c.ReadResponse(0)
+			if err != nil && code == 0 {
+				t.Fatalf("no reply at the end of data: %v", err)
+			}
+			if code/100 != 5 {
+				t.Errorf("end of data: %d %s, want a refusal", code, text)
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if tc.next != "" {
+				if _, text, err := c.ReadResponse(250); err != nil {
+					t.Fatalf("RSET after the end of data: %v %s", err, text)
+				}
+			} else {
+				exchange(t, c, "RSET", 250)
+			}
+
+			exchange(t, c, "MAIL FROM:<alice@chat.example.org>", 250)
+			exchange(t, c, "RCPT TO:<bob@example.net>", 250)
+			exchange(t, c, "DATA", 354)
+			msg := "From: <alice@chat.example.org>\r\nTo: <bob@example.net>\r\nSecure-Join: vc-request\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" +
+				"--x\r\nContent-Type: text/plain\r\n\r\nSecure-Join: vc-request\r\n--x--\r\n"
+			w := c.DotWriter()
+			w.Write([]byte(msg))
+			w.Close()
+			if _, text, err := c.ReadResponse(250); err != nil {
+				t.Fatalf("second message: %v %s", err, text)
+			}
+			exchange(t, c, "QUIT", 221)
+			got := sink.Messages()
+			if len(got) != 1 || !bytes.Contains(got[0].Data, []byte("--x--\r\n")) || bytes.Contains(got[0].Data, []byte("Hello!")) {
+				t.Errorf("reinjected %+v, want the second message only", got)
+			}
+		})
+	}
+}
