@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"io"
 	"log"
 	"net"
@@ -177,4 +178,93 @@ func TestDataBodyGoSMTP(t *testing.T) {
 	if added == 0 {
 		t.Error("go-smtp's reader saw every end")
 	}
+}
+
+// dataSeeds are bodies for FuzzDataEnd, many with CRs.
+var dataSeeds = []string{
+	"Hello!\r\r\n.\r\n",
+	"hello\r\n.\r\nQUIT\r\n",
+	".\r\n",
+	".\r\r\n.\r\n",
+	"a\r\r\r\n.\r\n",
+	"\r\r\n.\r\n",
+	"a\r\n..\r\r\n.\r\n",
+	"a\r.\r\n.\r\n",
+	"\r\r\r\r\n\r\n.\r\r\n.\r\n",
+	"a\n.\nb\r\n.\r\n",
+}
+
+// FuzzDataEnd checks dataEnd and dataBody on any body: the end is within
+// it, scanning it in two parts or byte by byte finds the same end, go-smtp's reader (as
+// goSMTPReader follows it) never ends before it, and with the bytes
+// dataBody adds it ends there. TestDataBodyGoSMTP holds goSMTPReader to
+// the real reader.
+func FuzzDataEnd(f *testing.F) {
+	for _, s := range dataSeeds {
+		f.Add([]byte(s), uint16(len(s)/2))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, split uint16) {
+		var whole dataEnd
+		n, done := whole.scan(body)
+		if n < 0 || n > len(body) || !done && n != len(body) {
+			t.Fatalf("scan(%q) = %d, %v", body, n, done)
+		}
+		if done && !bytes.HasSuffix(body[:n], []byte(".\r\n")) {
+			t.Fatalf("scan(%q) ends at %d, not after .\\r\\n", body, n)
+		}
+
+		i := int(split) % (len(body) + 1)
+		var parts dataEnd
+		n1, done1 := parts.scan(body[:i])
+		if !done1 {
+			k, done2 := parts.scan(body[i:])
+			n1, done1 = i+k, done2
+		}
+		if n1 != n || done1 != done {
+			t.Fatalf("scan(%q) split at %d = %d, %v; whole %d, %v", body, i, n1, done1, n, done)
+		}
+		var bytewise dataEnd
+		for j := range body {
+			if _, end := bytewise.scan(body[j : j+1]); end {
+				if !done || j+1 != n {
+					t.Fatalf("scan(%q) byte by byte ends at %d; whole %d, %v", body, j+1, n, done)
+				}
+				break
+			}
+			if done && j+1 == n {
+				t.Fatalf("scan(%q) byte by byte does not end at %d", body, n)
+			}
+		}
+
+		var r goSMTPReader
+		for j := 0; j < n; j++ {
+			if r.ended() {
+				t.Fatalf("%q: go-smtp's reader ends at %d, before %d", body, j, n)
+			}
+			r.step(body[j])
+		}
+		var d dataBody
+		m, end, done3 := d.scan(body)
+		if m != n || done3 != done {
+			t.Fatalf("dataBody.scan(%q) = %d, %v; dataEnd %d, %v", body, m, done3, n, done)
+		}
+		if !done {
+			if len(end) != 0 {
+				t.Fatalf("%q: %q added before the end", body, end)
+			}
+			return
+		}
+		if len(end) > 0 && (r.state != smtpBeginLine || string(end) != dataTerminator) {
+			t.Fatalf("%q: %q added in state %d", body, end, r.state)
+		}
+		for j := range end {
+			if r.ended() {
+				t.Fatalf("%q: go-smtp's reader ends within %q", body, end)
+			}
+			r.step(end[j])
+		}
+		if !r.ended() {
+			t.Fatalf("%q: go-smtp's reader not ended after %q", body, end)
+		}
+	})
 }
