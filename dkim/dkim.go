@@ -201,7 +201,7 @@ func (v *Verifier) Verify(ctx context.Context, msg io.Reader, fromDomain string)
 		return res
 	}
 
-	body := &bodyReader{r: br}
+	body := &bodyReader{r: br, limit: maxBlankRun}
 	verifs, err := msgauth.VerifyWithOptions(io.MultiReader(bytes.NewReader(hdr), body), &msgauth.VerifyOptions{
 		LookupTXT:        v.lookupFunc(ctx, from),
 		MaxVerifications: maxSignatures,

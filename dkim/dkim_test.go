@@ -426,8 +426,8 @@ func TestTempFailBeatsFail(t *testing.T) {
 	k1 := e.key(dkimtest.Ed25519, from, "one")
 	k2 := e.key(dkimtest.Ed25519, from, "two")
 	msg := dkimtest.SignDkimpy(t, k2, dkimtest.SignDkimpy(t, k1, plain, "relaxed/relaxed"), "relaxed/relaxed")
-	e.dns.TXT(k1.Name(), "v=DKIM1; k=ed25519; p=") // revoked: fails for good
-	e.dns.Rcode(k2.Name(), mdns.RcodeServerFailure)  // may pass later
+	e.dns.TXT(k1.Name(), "v=DKIM1; k=ed25519; p=")  // revoked: fails for good
+	e.dns.Rcode(k2.Name(), mdns.RcodeServerFailure) // may pass later
 	e.expect(e.verify(msg, from), dkim.TempFail, "key unavailable")
 }
 

@@ -155,6 +155,7 @@ var errBlankRun = fmt.Errorf("body has a run of more than %d empty lines: not ve
 // holds it in memory.
 type bodyReader struct {
 	r       io.Reader
+	limit   int // maxBlankRun
 	run     int
 	tripped error
 }
@@ -167,20 +168,78 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF
 	}
-	for i, c := range p[:n] {
-		switch c {
-		case '\r', '\n':
-			b.run++
-			if b.run > maxBlankRun {
-				b.tripped = errBlankRun
-				return i, io.EOF
-			}
-		case ' ', '\t':
-		default:
-			b.run = 0
-		}
+	if i := b.scan(p[:n]); i >= 0 {
+		b.tripped = errBlankRun
+		return i, io.EOF
 	}
 	return n, err
+}
+
+// blank tells the bytes that do not end a run: line ends and the white
+// space between them.
+var blank = [256]bool{'\r': true, '\n': true, ' ': true, '\t': true}
+
+// scan follows the run of line ends through p and returns the index of the
+// byte that takes it past the limit, or -1. It looks at every byte only at
+// the ends of p: in between, a run past the limit spans more than limit
+// bytes, so looking at every limit-th byte finds it, and only blank bytes
+// found that way lead to counting.
+func (b *bodyReader) scan(p []byte) int {
+	// The run carried from the previous read goes on to the first byte
+	// that is not blank.
+	i := 0
+	for ; i < len(p) && blank[p[i]]; i++ {
+		if i := b.count(p, i); i >= 0 {
+			return i
+		}
+	}
+	if i == len(p) {
+		return -1
+	}
+	// The blank bytes at the end start the run carried to the next read.
+	j := len(p) - 1
+	for blank[p[j]] {
+		j--
+	}
+	// In between, runs start and end within p[i:j].
+	for k := i; k < j; k += b.limit {
+		if !blank[p[k]] {
+			continue
+		}
+		start, end := k, k
+		for blank[p[start-1]] {
+			start--
+		}
+		for blank[p[end]] {
+			end++
+		}
+		b.run = 0
+		for at := start; at < end; at++ {
+			if at := b.count(p, at); at >= 0 {
+				return at
+			}
+		}
+		k = end
+	}
+	b.run = 0
+	for at := j + 1; at < len(p); at++ {
+		if at := b.count(p, at); at >= 0 {
+			return at
+		}
+	}
+	return -1
+}
+
+// count adds p[at] to the run if it is a line end, and returns at if that
+// takes the run past the limit, or -1.
+func (b *bodyReader) count(p []byte, at int) int {
+	if p[at] == '\r' || p[at] == '\n' {
+		b.run++
+		if b.run > b.limit {
+			return at
+		}
+	}
+	return -1
 }
 
 // errReader reads the message for the verifier. A read error ends the
