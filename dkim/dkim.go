@@ -88,7 +88,9 @@ var Outcomes = []Outcome{Pass, NoSignature, Fail, TempFail, Skipped}
 // Result is the verdict on one message and what led to it.
 type Result struct {
 	Outcome Outcome
-	// Signatures is how many DKIM-Signature header fields the message has.
+	// Signatures is how many DKIM-Signature header fields the message has
+	// (0 if its header was not read: an IP-literal From domain, a header
+	// too large, a read error).
 	Signatures int
 	// Err says why the outcome is not Pass, for the log. It may name a
 	// domain and a selector, never a mail address.
@@ -225,11 +227,13 @@ func (v *Verifier) Verify(ctx context.Context, msg io.Reader, fromDomain string)
 	matched := len(verifs) == len(checked)
 	var failErr, tempErr error
 	for i, vf := range verifs {
+		// Where go-msgauth could not read the tags, its Domain is empty;
+		// where it could, it is the d= read here.
 		sig := signature{domain: vf.Domain}
 		if matched {
 			sig = checked[i]
 		}
-		if !aligned(vf.Domain, from) {
+		if !aligned(sig.domain, from) {
 			continue
 		}
 		switch {

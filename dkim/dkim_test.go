@@ -638,6 +638,18 @@ func TestResolverErrors(t *testing.T) {
 	}
 }
 
+func TestMalformedSignature(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k := e.key(dkimtest.Ed25519, from, "sel")
+	signed := dkimtest.SignDkimpy(t, k, plain, "relaxed/relaxed")
+	// A tag without a value makes go-msgauth refuse the whole list.
+	broken := bytes.Replace(signed, []byte("q=dns/txt;"), []byte("q=dns/txt; junk;"), 1)
+	e.expect(e.verify(broken, from), dkim.Fail, "d=example.org s=sel: dkim: malformed signature tags")
+	broken = bytes.Replace(signed, []byte("v=1;"), []byte("v=2;"), 1)
+	e.expect(e.verify(broken, from), dkim.Fail, "incompatible signature version")
+}
+
 func TestErrHoldsNoAddress(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
