@@ -12,6 +12,11 @@ command -v gpg >/dev/null 2>&1 || missing="$missing gnupg"
 command -v sq >/dev/null 2>&1 || missing="$missing sq"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v opendkim >/dev/null 2>&1 || missing="$missing opendkim"
+command -v opendkim-genkey >/dev/null 2>&1 || missing="$missing opendkim-tools"
+command -v dkimsign >/dev/null 2>&1 || missing="$missing python3-dkim"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
 if [ -n "$missing" ]; then
 	echo "Installing:$missing"
 	apt-get update -qq
