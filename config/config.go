@@ -20,10 +20,17 @@ type Config struct {
 
 	SMTPPort             int // filtermail_smtp_port: outgoing filter
 	SMTPPortIncoming     int // filtermail_smtp_port_incoming: incoming filter
+	LMTPPortTransport    int // filtermail_lmtp_port_transport: the transport
 	ReinjectPort         int // postfix_reinject_port: outgoing reinjection
 	ReinjectPortIncoming int // postfix_reinject_port_incoming: incoming reinjection
-	HTTPPort             int // filtermail_http_port; 0 turns the listener off
-	HTTPPortIncoming     int // filtermail_http_port_incoming; 0 turns it off
+	HTTPPort             int // filtermail_http_port: outgoing pages and metrics; 0 turns it off
+	HTTPPortIncoming     int // filtermail_http_port_incoming: POST /mxdeliv; 0 turns it off
+	MetricsPortIncoming  int // filtermail_metrics_port_incoming; 0 turns it off
+	MetricsPortTransport int // filtermail_metrics_port_transport; 0 turns it off
+
+	// DNSResolver is the host:port of the DNS server for every lookup
+	// (filtermail_dns_resolver); empty means the system's resolver.
+	DNSResolver string
 
 	MaxMessageSize       int64
 	MaxUserSendPerMinute int
@@ -91,6 +98,9 @@ func fromParams(p map[string]string) (*Config, error) {
 	if c.PostfixHost, err = hostParam(p, "postfix_host"); err != nil {
 		return nil, err
 	}
+	if c.DNSResolver, err = hostPortParam(p, "filtermail_dns_resolver"); err != nil {
+		return nil, err
+	}
 	c.Languages, c.AllLanguages, err = parseLanguages(p["languages"])
 	if err != nil {
 		return nil, err
@@ -103,10 +113,13 @@ func fromParams(p map[string]string) (*Config, error) {
 	}{
 		{"filtermail_smtp_port", &c.SMTPPort, 10080, 1},
 		{"filtermail_smtp_port_incoming", &c.SMTPPortIncoming, 10081, 1},
+		{"filtermail_http_port_incoming", &c.HTTPPortIncoming, 10082, 0},
+		{"filtermail_lmtp_port_transport", &c.LMTPPortTransport, 10083, 1},
+		{"filtermail_http_port", &c.HTTPPort, 10084, 0},
+		{"filtermail_metrics_port_incoming", &c.MetricsPortIncoming, 10085, 0},
+		{"filtermail_metrics_port_transport", &c.MetricsPortTransport, 10086, 0},
 		{"postfix_reinject_port", &c.ReinjectPort, 10025, 1},
 		{"postfix_reinject_port_incoming", &c.ReinjectPortIncoming, 10026, 1},
-		{"filtermail_http_port", &c.HTTPPort, 10082, 0},
-		{"filtermail_http_port_incoming", &c.HTTPPortIncoming, 10083, 0},
 		{"max_user_send_per_minute", &c.MaxUserSendPerMinute, 60, 1},
 		{"max_user_send_burst_size", &c.MaxUserSendBurstSize, 10, 1},
 	}
@@ -117,7 +130,7 @@ func fromParams(p map[string]string) (*Config, error) {
 		}
 		*k.dst = int(v)
 	}
-	for _, k := range ints[:6] {
+	for _, k := range ints[:9] {
 		if *k.dst > 65535 {
 			return nil, fmt.Errorf("%s: %d is not a port number", k.key, *k.dst)
 		}
@@ -145,6 +158,27 @@ func hostParam(p map[string]string, key string) (string, error) {
 		if label == "" || len(label) > 63 || strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
 			return "", fmt.Errorf("%s: %q is not a host name or IP address", key, s)
 		}
+	}
+	return s, nil
+}
+
+// hostPortParam returns the host:port under key, or "" when the key is
+// missing or empty, and an error naming the key when the value is not an
+// IP address or host name with a port.
+func hostPortParam(p map[string]string, key string) (string, error) {
+	s := p[key]
+	if s == "" {
+		return "", nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("%s: %q is not host:port", key, s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("%s: %q has no port number", key, s)
+	}
+	if _, err := hostParam(map[string]string{key: host}, key); err != nil || host == "" {
+		return "", fmt.Errorf("%s: %q is not host:port", key, s)
 	}
 	return s, nil
 }

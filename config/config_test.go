@@ -54,10 +54,13 @@ func TestLoadRelayIni(t *testing.T) {
 		PostfixHost:           "127.0.0.1",
 		SMTPPort:              10080,
 		SMTPPortIncoming:      10081,
+		HTTPPortIncoming:      10082,
+		LMTPPortTransport:     10083,
+		HTTPPort:              10084,
+		MetricsPortIncoming:   10085,
+		MetricsPortTransport:  10086,
 		ReinjectPort:          10025,
 		ReinjectPortIncoming:  10026,
-		HTTPPort:              10082,
-		HTTPPortIncoming:      10083,
 		MaxMessageSize:        1048576,
 		MaxUserSendPerMinute:  30,
 		MaxUserSendBurstSize:  10,
@@ -99,6 +102,10 @@ func TestLoadErrors(t *testing.T) {
 		{"ALL with others", "[params]\nmail_domain = x\nlanguages = EN ALL\n", "languages: ALL stands alone"},
 		{"host with a port", "[params]\nmail_domain = x\nfiltermail_host = 127.0.0.1:25\n", `filtermail_host: "127.0.0.1:25" is not a host`},
 		{"host with a space", "[params]\nmail_domain = x\npostfix_host = mail host\n", `postfix_host: "mail host" is not a host`},
+		{"resolver without port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1\n", `filtermail_dns_resolver: "127.0.0.1" is not host:port`},
+		{"resolver bad port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1:dns\n", `filtermail_dns_resolver: "127.0.0.1:dns" has no port number`},
+		{"resolver bad host", "[params]\nmail_domain = x\nfiltermail_dns_resolver = a b:53\n", `filtermail_dns_resolver: "a b:53" is not host:port`},
+		{"metrics port too big", "[params]\nmail_domain = x\nfiltermail_metrics_port_incoming = 65536\n", "filtermail_metrics_port_incoming: 65536 is not a port"},
 		{"language twice", "[params]\nmail_domain = x\nlanguages = EN de DE\n", "languages: DE is listed twice"},
 	}
 	for _, tt := range tests {
@@ -110,6 +117,17 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.ini")); err == nil || !strings.Contains(err.Error(), "missing.ini") {
 		t.Errorf("missing file: error %v", err)
+	}
+}
+
+func TestDNSResolver(t *testing.T) {
+	for _, v := range []string{"127.0.0.53:53", "[::1]:5353", "resolver.example:53"} {
+		c, err := Load(writeIni(t, "[params]\nmail_domain = x\nfiltermail_dns_resolver = "+v+"\n"))
+		if err != nil {
+			t.Errorf("%q: %v", v, err)
+		} else if c.DNSResolver != v {
+			t.Errorf("%q: DNSResolver %q", v, c.DNSResolver)
+		}
 	}
 }
 

@@ -9,14 +9,20 @@ import (
 	"syscall"
 )
 
-// MarkerLookup tells whether a local user refuses incoming cleartext.
+// MarkerLookup tells what the marker files of a local user say: whether
+// the user refuses incoming cleartext, and whether the account is
+// disabled.
 type MarkerLookup interface {
 	Marked(addr string) (bool, error)
+	Disabled(addr string) (bool, error)
 }
 
-// markerFile is the name of the file that marks a user who refuses
-// incoming cleartext, in the user's mailbox directory.
-const markerFile = "enforceE2EEincoming"
+// The marker files in a user's mailbox directory: markerFile marks a user
+// who refuses incoming cleartext, disabledFile a disabled account.
+const (
+	markerFile   = "enforceE2EEincoming"
+	disabledFile = "DISABLED"
+)
 
 // Mailboxes finds markers as Dir/<address>/enforceE2EEincoming. Lookups
 // never leave Dir, not even through symbolic links.
@@ -32,6 +38,22 @@ func (m Mailboxes) Marked(addr string) (bool, error) {
 	if !safeMailboxName(addr) {
 		return true, nil
 	}
+	return m.has(addr, markerFile)
+}
+
+// Disabled reports whether addr's account has the DISABLED marker. An
+// address that cannot name a directory inside Dir safely is not disabled:
+// Postfix answers for it.
+func (m Mailboxes) Disabled(addr string) (bool, error) {
+	addr = strings.ToLower(addr)
+	if !safeMailboxName(addr) {
+		return false, nil
+	}
+	return m.has(addr, disabledFile)
+}
+
+// has reports whether the mailbox directory of addr holds the file name.
+func (m Mailboxes) has(addr, name string) (bool, error) {
 	root, err := os.OpenRoot(m.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -40,7 +62,7 @@ func (m Mailboxes) Marked(addr string) (bool, error) {
 		return false, fmt.Errorf("opening mailboxes_dir: %w", err)
 	}
 	defer root.Close()
-	_, err = root.Stat(addr + "/" + markerFile)
+	_, err = root.Stat(addr + "/" + name)
 	switch {
 	case err == nil:
 		return true, nil
@@ -52,7 +74,7 @@ func (m Mailboxes) Marked(addr string) (bool, error) {
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	return false, fmt.Errorf("looking up %s: %w", markerFile, err)
+	return false, fmt.Errorf("looking up %s: %w", name, err)
 }
 
 func safeMailboxName(addr string) bool {

@@ -57,3 +57,24 @@ func TestMailboxesMarked(t *testing.T) {
 		t.Errorf("missing mailboxes_dir: %v, %v; want unmarked", marked, err)
 	}
 }
+
+func TestMailboxesDisabled(t *testing.T) {
+	dir := t.TempDir()
+	for _, addr := range []string{"gone@chat.example.org", "here@chat.example.org"} {
+		os.MkdirAll(filepath.Join(dir, addr), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "gone@chat.example.org", "DISABLED"), nil, 0o644)
+	m := filter.Mailboxes{Dir: dir}
+	for addr, want := range map[string]bool{
+		"gone@chat.example.org":    true,
+		"Gone@Chat.Example.org":    true,
+		"here@chat.example.org":    false,
+		"nobody@chat.example.org":  false,
+		"../gone@chat.example.org": false, // not looked up: Postfix answers for it
+		"no-at-sign":               false,
+	} {
+		if got, err := m.Disabled(addr); got != want || err != nil {
+			t.Errorf("Disabled(%q) = %v, %v; want %v", addr, got, err, want)
+		}
+	}
+}

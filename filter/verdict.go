@@ -30,6 +30,7 @@ const (
 	Unencrypted Reason = "unencrypted"
 	ForgedFrom  Reason = "forged_from"
 	BadSender   Reason = "bad_sender"
+	InvalidFrom Reason = "invalid_from" // incoming: the From header holds no single address
 )
 
 // Verdict is the decision on one message.
@@ -48,6 +49,11 @@ type Verdict struct {
 	// outgoing, the first that is not a passthrough recipient; incoming,
 	// the first that refuses unencrypted mail.
 	Recipient string
+	// NullSender says that incoming mail that passes goes on with the
+	// envelope sender <>: its envelope sender is not the address of its
+	// From header (forwarding, SRS, or a forgery), so no bounce may go
+	// there.
+	NullSender bool
 }
 
 // Encrypted reports whether the verdict was reached as for encrypted mail
@@ -144,14 +150,39 @@ func (p *Policy) outgoingCleartext(env Envelope, m *Message) Verdict {
 	return pass(PassthroughRecipients, "every recipient is in passthrough_recipients and may get unencrypted mail")
 }
 
-// Incoming judges a message arriving for local users. Its error means a
-// marker file could not be looked up; the message should be tried again.
-func (p *Policy) Incoming(env Envelope, m *Message) (Verdict, error) {
-	if m.Encrypted {
-		return pass(Encrypted, ruleEncrypted+" (armor headers allowed)"), nil
+// ActiveRecipients returns the recipients of incoming mail whose accounts
+// are not disabled, in their order. Its error means a marker file could
+// not be looked up; the message should be tried again.
+func (p *Policy) ActiveRecipients(to []string) ([]string, error) {
+	active := make([]string, 0, len(to))
+	for _, rcpt := range to {
+		disabled, err := p.Markers.Disabled(rcpt)
+		if err != nil {
+			return nil, err
+		}
+		if !disabled {
+			active = append(active, rcpt)
+		}
 	}
-	v, err := p.incomingCleartext(env, m)
-	v.NotEncrypted = m.NotEncrypted
+	return active, nil
+}
+
+// Incoming judges a message arriving for local users, whose envelope holds
+// only active recipients (see ActiveRecipients). Its error means a marker
+// file could not be looked up; the message should be tried again.
+func (p *Policy) Incoming(env Envelope, m *Message) (Verdict, error) {
+	if _, domain, ok := strings.Cut(m.From, "@"); !ok || domain == "" {
+		return refuse(InvalidFrom, "the From header must hold exactly one address"), nil
+	}
+	var v Verdict
+	var err error
+	if m.Encrypted {
+		v = pass(Encrypted, ruleEncrypted+" (armor headers allowed)")
+	} else {
+		v, err = p.incomingCleartext(env, m)
+		v.NotEncrypted = m.NotEncrypted
+	}
+	v.NullSender = !strings.EqualFold(env.From, m.From)
 	return v, err
 }
 

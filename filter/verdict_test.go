@@ -209,11 +209,13 @@ func TestProducerFeatures(t *testing.T) {
 
 // markers is a MarkerLookup for tests.
 type markers struct {
-	marked map[string]bool
-	err    error
+	marked   map[string]bool
+	disabled map[string]bool
+	err      error
 }
 
-func (m markers) Marked(addr string) (bool, error) { return m.marked[addr], m.err }
+func (m markers) Marked(addr string) (bool, error)   { return m.marked[addr], m.err }
+func (m markers) Disabled(addr string) (bool, error) { return m.disabled[addr], m.err }
 
 func TestIncoming(t *testing.T) {
 	f := getFixtures(t)
@@ -246,6 +248,9 @@ func TestIncoming(t *testing.T) {
 		{"report from someone else", strict, report("postmaster@example.net", "auto-replied", "multipart/report"), refused(filter.Unencrypted)},
 		{"report not multipart/report", strict, report("mailer-daemon@example.net", "auto-replied", "multipart/mixed"), refused(filter.Unencrypted)},
 		{"signed only", strict, encrypted(f.gpgSign), refused(filter.Unencrypted)},
+		{"no From header", relaxed, filtertest.Message("To: <easy@chat.example.org>\nSubject: x", "hi"), refused(filter.InvalidFrom)},
+		{"two From addresses", relaxed, filtertest.Plain(bob+">, <"+alice, alice, "hi", "hello"), refused(filter.InvalidFrom)},
+		{"From without an address", relaxed, filtertest.Message("From: Bob\nTo: <easy@chat.example.org>", "hi"), refused(filter.InvalidFrom)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,6 +267,48 @@ func TestIncoming(t *testing.T) {
 	m := filter.ReadMessage(bytes.NewReader(filtertest.Plain(bob, alice, "hi", "hello")))
 	if _, err := broken.Incoming(filter.Envelope{From: bob, To: relaxed}, m); err == nil {
 		t.Error("a failed marker lookup gave a verdict")
+	}
+}
+
+// Incoming mail whose envelope sender is not its From address passes
+// with the envelope sender <>, whatever decided it.
+func TestIncomingNullSender(t *testing.T) {
+	f := getFixtures(t)
+	policy := &filter.Policy{Markers: markers{}}
+	to := []string{"easy@chat.example.org"}
+	for _, tt := range []struct {
+		sender string
+		msg    []byte
+		null   bool
+	}{
+		{alice, encrypted(f.gpg), false},
+		{strings.ToUpper(alice), encrypted(f.gpg), false},
+		{"", encrypted(f.gpg), true},
+		{"srs0=x=y@forwarder.example.net", encrypted(f.gpg), true},
+		{"other@example.com", filtertest.Plain(bob, alice, "hi", "hello"), true},
+		{bob, filtertest.Plain(bob, alice, "hi", "hello"), false},
+	} {
+		v, err := policy.Incoming(filter.Envelope{From: tt.sender, To: to}, filter.ReadMessage(bytes.NewReader(tt.msg)))
+		if err != nil || !v.Pass || v.NullSender != tt.null {
+			t.Errorf("sender %q: pass %v, null sender %v, error %v; want null sender %v", tt.sender, v.Pass, v.NullSender, err, tt.null)
+		}
+	}
+}
+
+// Disabled accounts are dropped from the recipients, the others kept in
+// their order.
+func TestActiveRecipients(t *testing.T) {
+	policy := &filter.Policy{Markers: markers{disabled: map[string]bool{"gone@chat.example.org": true}}}
+	got, err := policy.ActiveRecipients([]string{"a@chat.example.org", "gone@chat.example.org", "b@chat.example.org"})
+	if err != nil || strings.Join(got, " ") != "a@chat.example.org b@chat.example.org" {
+		t.Errorf("got %q, %v", got, err)
+	}
+	if got, err := policy.ActiveRecipients([]string{"gone@chat.example.org"}); err != nil || len(got) != 0 {
+		t.Errorf("only a disabled recipient: got %q, %v", got, err)
+	}
+	broken := &filter.Policy{Markers: markers{err: errors.New("disk on fire")}}
+	if _, err := broken.ActiveRecipients([]string{"a@chat.example.org"}); err == nil {
+		t.Error("a failed lookup went unnoticed")
 	}
 }
 
@@ -337,7 +384,7 @@ func wantVerdict(t *testing.T, got, want filter.Verdict) {
 		t.Errorf("%s: rule %q", got.Reason, got.Rule)
 	}
 	switch got.Reason {
-	case filter.Encrypted, filter.BadSender, filter.ForgedFrom:
+	case filter.Encrypted, filter.BadSender, filter.ForgedFrom, filter.InvalidFrom:
 		if got.NotEncrypted != nil {
 			t.Errorf("%s: not encrypted: %v", got.Reason, got.NotEncrypted)
 		}

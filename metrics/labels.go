@@ -13,6 +13,7 @@ const (
 	Pass     = "pass"
 	Refuse   = "refuse"
 	Tempfail = "tempfail"
+	Dropped  = "dropped" // incoming, every recipient disabled: accepted, not delivered
 )
 
 // The reasons of filtermail_messages_total that are not rules of package
@@ -21,6 +22,11 @@ const (
 const (
 	ReasonTooLarge     = "too_large"
 	ReasonLookupFailed = "lookup_failed"
+	ReasonInvalidData  = "invalid_data" // a bare CR or LF, or no final CRLF
+	ReasonDisabled     = "disabled"     // every recipient's account is disabled
+	ReasonDKIMNone     = "dkim_none"
+	ReasonDKIMFail     = "dkim_fail"
+	ReasonDKIMTempFail = "dkim_tempfail"
 )
 
 // Outcome is a verdict with the reason that decided it: one series of
@@ -46,6 +52,7 @@ func Outcomes(direction string) []Outcome {
 			{Refuse, "forged_from"},
 			{Refuse, "bad_sender"}, // at MAIL FROM
 			{Refuse, ReasonTooLarge},
+			{Refuse, ReasonInvalidData},
 		}
 	case Incoming:
 		return []Outcome{
@@ -54,8 +61,14 @@ func Outcomes(direction string) []Outcome {
 			{Pass, "mailer_daemon"},
 			{Pass, "cleartext_allowed"},
 			{Refuse, "unencrypted"},
+			{Refuse, "invalid_from"},
 			{Refuse, ReasonTooLarge},
+			{Refuse, ReasonInvalidData},
+			{Refuse, ReasonDKIMNone},
+			{Refuse, ReasonDKIMFail},
+			{Tempfail, ReasonDKIMTempFail},
 			{Tempfail, ReasonLookupFailed},
+			{Dropped, ReasonDisabled},
 		}
 	}
 	return nil
@@ -81,6 +94,31 @@ const (
 func ReinjectResults() []string {
 	return []string{ReinjectOK, ReinjectRefused4xx, ReinjectRefused5xx, ReinjectUnreachable, ReinjectBroken}
 }
+
+// DKIMResults lists the values of the result label of
+// filtermail_dkim_verifications_total: package dkim's outcomes.
+func DKIMResults() []string { return []string{"pass", "none", "fail", "tempfail", "skipped"} }
+
+// Key lookup results, the values of the result label of
+// filtermail_dkim_key_lookups_total.
+const (
+	KeyAuthenticated   = "authenticated"   // found, the answer had the DNSSEC AD bit
+	KeyUnauthenticated = "unauthenticated" // found, without the AD bit
+	KeyCached          = "cached"          // found in the key cache
+	KeyNotFound        = "not_found"
+	KeyTempFail        = "tempfail" // SERVFAIL, timeout: the message is tried again
+	KeyError           = "error"
+)
+
+// KeyLookupResults lists the values of the result label of
+// filtermail_dkim_key_lookups_total.
+func KeyLookupResults() []string {
+	return []string{KeyAuthenticated, KeyUnauthenticated, KeyCached, KeyNotFound, KeyTempFail, KeyError}
+}
+
+// MxdelivStatuses lists the HTTP statuses that POST /mxdeliv answers, the
+// values of the status label of filtermail_mxdeliv_requests_total.
+func MxdelivStatuses() []int { return []int{200, 400, 404, 405, 413, 500} }
 
 // Reload results, the values of the result label of
 // filtermail_reloads_total.

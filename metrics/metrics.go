@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type Metrics struct {
 	connections      prometheus.Gauge
 	commands         *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
+	dkim             *prometheus.CounterVec
+	keyLookups       *prometheus.CounterVec
+	mxdeliv          *prometheus.CounterVec
 }
 
 // New returns the metrics of a filter for direction (Outgoing or
@@ -66,6 +70,12 @@ func New(direction, version string) *Metrics {
 			"SMTP commands by verb and by the class of the reply.", "command", "code_class"),
 		reloads: f.counterVec("filtermail_reloads_total",
 			"Reloads on SIGHUP, by outcome.", "result"),
+		dkim: f.counterVec("filtermail_dkim_verifications_total",
+			"DKIM checks of incoming mail that passed the other rules, by outcome.", "result"),
+		keyLookups: f.counterVec("filtermail_dkim_key_lookups_total",
+			"DKIM key lookups, by result; a key found in DNS by whether the answer was DNSSEC-authenticated.", "result"),
+		mxdeliv: f.counterVec("filtermail_mxdeliv_requests_total",
+			"Requests to the /mxdeliv listener, by HTTP status.", "status"),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -93,6 +103,17 @@ func New(direction, version string) *Metrics {
 	}
 	for _, r := range ReloadResults() {
 		m.reloads.WithLabelValues(r)
+	}
+	if direction == Incoming {
+		for _, r := range DKIMResults() {
+			m.dkim.WithLabelValues(r)
+		}
+		for _, r := range KeyLookupResults() {
+			m.keyLookups.WithLabelValues(r)
+		}
+		for _, s := range MxdelivStatuses() {
+			m.mxdeliv.WithLabelValues(strconv.Itoa(s))
+		}
 	}
 	return m
 }
@@ -157,6 +178,22 @@ func (m *Metrics) Command(verb string, code int) {
 	}
 	class := strconv.Itoa(code/100) + "xx"
 	m.commands.WithLabelValues(commandLabel(strings.ToUpper(verb)), class).Inc()
+}
+
+// DKIM counts the outcome of one DKIM check, one of DKIMResults.
+func (m *Metrics) DKIM(result string) { m.dkim.WithLabelValues(result).Inc() }
+
+// KeyLookup counts one DKIM key lookup, its result one of
+// KeyLookupResults.
+func (m *Metrics) KeyLookup(result string) { m.keyLookups.WithLabelValues(result).Inc() }
+
+// MxdelivRequest counts one request to the /mxdeliv listener answered with
+// status. A status outside MxdelivStatuses is counted as 500.
+func (m *Metrics) MxdelivRequest(status int) {
+	if !slices.Contains(MxdelivStatuses(), status) {
+		status = 500
+	}
+	m.mxdeliv.WithLabelValues(strconv.Itoa(status)).Inc()
 }
 
 // Reloaded counts a SIGHUP reload that worked (ok) or did not.

@@ -1,45 +1,20 @@
-// Package smtpd is the SMTP side of filtermail: a go-smtp server that
-// Postfix hands mail to, which judges each message with package filter
-// and reinjects what passes into Postfix.
+// Package smtpd is the SMTP front end of a filter: a go-smtp server that
+// Postfix hands mail to. It keeps the session (RCPT-parameter tolerance,
+// size limits, timeouts, draining on stop) and leaves judging and the
+// hand-over of each message to package gate.
 package smtpd
 
 import (
 	"context"
 	"log"
 	"net"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
-	"filtermail/config"
-	"filtermail/filter"
+	"filtermail/gate"
 	"filtermail/metrics"
 )
-
-// Direction is the way mail flows through a filter.
-type Direction int
-
-const (
-	Outgoing Direction = iota // from local users, after submission
-	Incoming                  // from the internet, to local users
-)
-
-func (d Direction) String() string {
-	if d == Incoming {
-		return "incoming"
-	}
-	return "outgoing"
-}
-
-// Title is the direction as the relay's log lines spell it.
-func (d Direction) Title() string {
-	if d == Incoming {
-		return "Incoming"
-	}
-	return "Outgoing"
-}
 
 // Limits of the SMTP server.
 const (
@@ -48,46 +23,37 @@ const (
 	maxRecipients = 1000 // Postfix's smtpd_recipient_limit
 )
 
-// Server is one filter: it listens for Postfix, judges, and reinjects.
-type Server struct {
-	dir      Direction
-	policy   atomic.Pointer[filter.Policy]
-	limiter  *rateLimiter // outgoing only
-	reinject reinjector
-	log      *log.Logger
-	debug    bool
-	metrics  *metrics.Metrics
-	smtp     *smtp.Server
-	ln       *paramListener
+// Options configure a Server.
+type Options struct {
+	Domain          string // the name in the greeting
+	MaxMessageBytes int64  // larger messages get 552
+	Gate            *gate.Gate
+	Log             *log.Logger
+	Metrics         *metrics.Metrics
 }
 
-// New returns the filter for one direction, configured by c, logging to
-// logger and counting in m.
-func New(c *config.Config, dir Direction, logger *log.Logger, m *metrics.Metrics) *Server {
-	s := &Server{
-		dir:     dir,
-		log:     logger,
-		metrics: m,
-	}
-	s.policy.Store(filter.NewPolicy(c))
-	port := c.ReinjectPort
-	if dir == Incoming {
-		port = c.ReinjectPortIncoming
-	} else {
-		s.limiter = newRateLimiter(c.MaxUserSendPerMinute, c.MaxUserSendBurstSize)
-	}
-	s.reinject.addr = net.JoinHostPort(c.PostfixHost, strconv.Itoa(port))
+// Server is the SMTP front end of one filter.
+type Server struct {
+	gate    *gate.Gate
+	log     *log.Logger
+	metrics *metrics.Metrics
+	smtp    *smtp.Server
+	ln      *paramListener
+}
 
+// New returns the SMTP front end of the filter whose gate is o.Gate.
+func New(o Options) *Server {
+	s := &Server{gate: o.Gate, log: o.Log, metrics: o.Metrics}
 	srv := smtp.NewServer(backend{s})
-	srv.Domain = c.MailDomain
+	srv.Domain = o.Domain
 	srv.ReadTimeout = readTimeout
 	srv.WriteTimeout = writeTimeout
 	srv.MaxRecipients = maxRecipients
-	srv.MaxMessageBytes = c.MaxMessageSize
+	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxLineLength = 0 // body lines of any length; commands are bounded by paramConn
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true // accept RET and ENVID on MAIL FROM
-	srv.ErrorLog = privateLogger{logger}
+	srv.ErrorLog = privateLogger{o.Log}
 	s.smtp = srv
 	return s
 }
@@ -95,25 +61,6 @@ func New(c *config.Config, dir Direction, logger *log.Logger, m *metrics.Metrics
 // Listen makes ln the filter's SMTP listener, which Serve answers on.
 func (s *Server) Listen(ln net.Listener) {
 	s.ln = newParamListener(ln, s.metrics)
-}
-
-// Reload takes the passthrough lists, the mailboxes folder and the rate
-// limit from c for the transactions that start from now on. Ports, the
-// mail domain and the size limit stay as they were at start.
-func (s *Server) Reload(c *config.Config) {
-	s.policy.Store(filter.NewPolicy(c))
-	if s.limiter != nil {
-		s.limiter.SetRate(c.MaxUserSendPerMinute, c.MaxUserSendBurstSize)
-	}
-}
-
-// SetDebug turns on log lines that help to follow single transactions.
-func (s *Server) SetDebug(on bool) { s.debug = on }
-
-func (s *Server) debugf(format string, args ...any) {
-	if s.debug {
-		s.log.Printf(format, args...)
-	}
 }
 
 // Serve answers SMTP connections on the listener given to Listen until

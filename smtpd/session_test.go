@@ -5,13 +5,16 @@ import (
 	"context"
 	"log"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"filtermail/config"
+	"filtermail/filter"
+	"filtermail/gate"
 	"filtermail/metrics"
+	"filtermail/postfix"
 	"filtermail/smtpd/smtpdtest"
 )
 
@@ -33,15 +36,31 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// The directions, as the tests here name them.
+type Direction = gate.Direction
+
+const (
+	Outgoing = gate.Outgoing
+	Incoming = gate.Incoming
+)
+
 // startFilter runs a filter for dir on a free port, reinjecting into
-// sinkPort, and returns it with its metrics and log.
+// sinkPort, without DKIM checks, and returns it with its metrics and log.
 func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.Metrics, *syncBuffer) {
 	t.Helper()
-	cfg := &config.Config{MailDomain: "chat.example.org", PostfixHost: "127.0.0.1", ReinjectPort: sinkPort, ReinjectPortIncoming: sinkPort,
-		MaxMessageSize: 1 << 20, MaxUserSendPerMinute: 60, MaxUserSendBurstSize: 10, MailboxesDir: t.TempDir()}
 	m := metrics.New(dir.String(), "test")
 	var logBuf syncBuffer
-	s := New(cfg, dir, log.New(&logBuf, "", 0), m)
+	logger := log.New(&logBuf, "", 0)
+	g := gate.New(gate.Options{
+		Direction:     dir,
+		Policy:        &filter.Policy{Markers: filter.Mailboxes{Dir: t.TempDir()}},
+		SendPerMinute: 60,
+		SendBurst:     10,
+		Handover:      &postfix.Reinjector{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(sinkPort))},
+		Log:           logger,
+		Metrics:       m,
+	})
+	s := New(Options{Domain: "chat.example.org", MaxMessageBytes: 1 << 20, Gate: g, Log: logger, Metrics: m})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,10 +150,14 @@ func TestNestedMail(t *testing.T) {
 			go s.Shutdown(context.Background())
 			time.Sleep(2 * drainGrace) // longer than a client between transactions may wait
 			exchange(t, c, "DATA", 354)
-			// No From header: only the transaction's own sender keeps this
-			// from passing outgoing.
+			// Outgoing, no From header: only the transaction's own sender
+			// keeps this from passing. Incoming, the From header is the
+			// first sender's, so the envelope goes on as it is.
 			msg := "To: <bob@example.net>\r\nSecure-Join: vc-request\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" +
 				"--x\r\nContent-Type: text/plain\r\n\r\nSecure-Join: vc-request\r\n--x--\r\n"
+			if dir == Incoming {
+				msg = "From: <" + alice + ">\r\n" + msg
+			}
 			w := c.DotWriter()
 			w.Write([]byte(msg))
 			w.Close()

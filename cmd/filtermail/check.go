@@ -67,8 +67,16 @@ func check(args []string, stdout io.Writer) error {
 	}
 	policy := filter.NewPolicy(cfg)
 	var v filter.Verdict
+	allDisabled := false
 	if *incoming {
-		v, err = policy.Incoming(env, m)
+		var active []string
+		active, err = policy.ActiveRecipients(env.To)
+		if err == nil && len(env.To) > 0 && len(active) == 0 {
+			allDisabled = true
+		} else if err == nil {
+			env.To = active
+			v, err = policy.Incoming(env, m)
+		}
 	} else {
 		v = policy.Outgoing(env, m)
 	}
@@ -80,8 +88,12 @@ func check(args []string, stdout io.Writer) error {
 	case err != nil:
 		line("verdict: %s", metrics.Tempfail)
 		line("reason: %s", metrics.ReasonLookupFailed)
-		line("rule: the enforceE2EEincoming marker of a recipient could not be looked up; the daemon answers 451 and the sender tries again")
+		line("rule: a marker file of a recipient (enforceE2EEincoming, DISABLED) could not be looked up; the daemon answers 451 and the sender tries again")
 		line("error: %v", err)
+	case allDisabled:
+		line("verdict: %s", metrics.Dropped)
+		line("reason: %s", metrics.ReasonDisabled)
+		line("rule: every recipient's account has the DISABLED marker; the daemon accepts the message and delivers it to no one")
 	case v.Reason != filter.BadSender && size > cfg.MaxMessageSize:
 		// The daemon refuses a sender at MAIL FROM, and a message over
 		// the size limit before its content is judged.
@@ -117,6 +129,9 @@ func check(args []string, stdout io.Writer) error {
 	lines = append(lines, envelope)
 	fmt.Fprintln(stdout, strings.Join(lines, "\n"))
 
+	if allDisabled {
+		return nil
+	}
 	if err != nil || !v.Pass || size > cfg.MaxMessageSize {
 		return refused
 	}

@@ -29,15 +29,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// daemon is a running filtermail with its SMTP and side HTTP listeners
-// handed over by the test.
+// daemon is a running filtermail with its listeners handed over by the
+// test.
 type daemon struct {
 	*daemontest.Daemon
-	t        testing.TB
-	port     int // SMTP
-	httpPort int // pages, metrics, healthz
-	mailDir  string
+	t           testing.TB
+	port        int // SMTP
+	httpPort    int // metrics, healthz, and outgoing the pages
+	mxdelivPort int // incoming: POST /mxdeliv
+	mailDir     string
 }
+
+// skipDKIM turns the incoming filter's DKIM check off when set to 1.
+const skipDKIM = "FILTERMAIL_SKIP_DKIM="
 
 // startDaemon runs filtermail in mode, reinjecting into the sink on
 // sinkPort, with the extra [params] lines given.
@@ -49,9 +53,10 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 // startDaemonWith is startDaemon with flags or environment of o.
 func startDaemonWith(t testing.TB, o daemontest.Options, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
-	portKey, reinjectKey, httpKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port"
+	portKey, reinjectKey, httpKey, mxdelivKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port", ""
 	if mode == "incoming" {
-		portKey, reinjectKey, httpKey = portKey+"_incoming", reinjectKey+"_incoming", httpKey+"_incoming"
+		portKey, reinjectKey = portKey+"_incoming", reinjectKey+"_incoming"
+		httpKey, mxdelivKey = "filtermail_metrics_port_incoming", "filtermail_http_port_incoming"
 	}
 	d := &daemon{t: t, mailDir: t.TempDir()}
 	o.Mode = mode
@@ -61,11 +66,18 @@ func startDaemonWith(t testing.TB, o daemontest.Options, mode string, sinkPort i
 		"mailboxes_dir = " + d.mailDir,
 	}, extra...)
 	o.Sockets = []string{portKey}
-	if !slices.Contains(extra, httpKey+" = 0") {
-		o.Sockets = append(o.Sockets, httpKey)
+	for _, key := range []string{httpKey, mxdelivKey} {
+		if key != "" && !slices.Contains(extra, key+" = 0") {
+			o.Sockets = append(o.Sockets, key)
+		}
+	}
+	if mode == "incoming" && !slices.ContainsFunc(o.Env, func(e string) bool { return strings.HasPrefix(e, skipDKIM) }) {
+		// Most tests are about the filter; the DKIM tests turn the check
+		// on with FILTERMAIL_SKIP_DKIM empty.
+		o.Env = append(o.Env, skipDKIM+"1")
 	}
 	d.Daemon = daemontest.Start(t, binary, o)
-	d.port, d.httpPort = d.Ports[portKey], d.Ports[httpKey]
+	d.port, d.httpPort, d.mxdelivPort = d.Ports[portKey], d.Ports[httpKey], d.Ports[mxdelivKey]
 	return d
 }
 
@@ -78,6 +90,15 @@ func (d *daemon) mark(addr string) {
 	dir := filepath.Join(d.mailDir, addr)
 	os.MkdirAll(dir, 0o755)
 	if err := os.WriteFile(filepath.Join(dir, "enforceE2EEincoming"), nil, 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// disable marks addr's account as disabled.
+func (d *daemon) disable(addr string) {
+	dir := filepath.Join(d.mailDir, addr)
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "DISABLED"), nil, 0o644); err != nil {
 		d.t.Fatal(err)
 	}
 }

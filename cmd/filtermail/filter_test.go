@@ -142,7 +142,7 @@ func TestContentUnchanged(t *testing.T) {
 	c := dial(t, d)
 	body := strings.Join([]string{
 		".", "..", ".hidden", " .", "RCPT TO:<x@example.net> NOTIFY=NEVER", "DATA", "BDAT 5 LAST",
-		"a\r\r", ". ", strings.Repeat("x", 5000), "\u00e9t\u00e9", "",
+		". ", strings.Repeat("x", 5000), "\u00e9t\u00e9", "",
 	}, "\r\n")
 	msg := filtertest.Message("From: <"+alice+">\nTo: <"+bob+">\nSubject: dots", body)
 	wantReply(t, "tricky content", c.Send(alice, []string{bob}, msg), "250")
@@ -235,7 +235,9 @@ func TestStartErrors(t *testing.T) {
 		{"unknown language", `languages: unknown language code "XX"`,
 			[]string{write("c.ini", "[params]\nmail_domain = x\nlanguages = EN XX\nfiltermail_host = "+host+"\n"), "outgoing"}},
 		{"template error", "www/src/info.md:3: filter 'nosuchfilter' not found",
-			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\nfiltermail_host = "+host+"\n"), "incoming"}},
+			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\nfiltermail_host = "+host+"\n"), "outgoing"}},
+		{"bad resolver", `filtermail_dns_resolver: "127.0.0.1" is not host:port`,
+			[]string{write("g.ini", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1\nfiltermail_host = "+host+"\n"), "incoming"}},
 		{"render: template error", "www/src/info.md:",
 			[]string{"render", write("e.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"), filepath.Join(dir, "out")}},
 		{"address not local", "filtermail_smtp_port: cannot listen on 192.0.2.1:10080: ",
@@ -255,7 +257,7 @@ func TestStartErrors(t *testing.T) {
 		}
 	}
 	// Nothing was bound or written.
-	for _, port := range []string{"10080", "10081", "10082", "10083"} {
+	for _, port := range []string{"10080", "10081", "10082", "10083", "10084", "10085", "10086"} {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 		if err != nil {
 			t.Fatalf("port taken after failed starts: %v", err)
@@ -272,10 +274,11 @@ func TestStartErrors(t *testing.T) {
 func TestStartPortInUse(t *testing.T) {
 	host := testnet.Host(t)
 	for _, tt := range []struct{ mode, key, port, other string }{
-		{"outgoing", "filtermail_smtp_port", "10080", "10082"},
-		{"outgoing", "filtermail_http_port", "10082", "10080"},
-		{"incoming", "filtermail_smtp_port_incoming", "10081", "10083"},
-		{"incoming", "filtermail_http_port_incoming", "10083", "10081"},
+		{"outgoing", "filtermail_smtp_port", "10080", "10084"},
+		{"outgoing", "filtermail_http_port", "10084", "10080"},
+		{"incoming", "filtermail_smtp_port_incoming", "10081", "10082"},
+		{"incoming", "filtermail_http_port_incoming", "10082", "10081"},
+		{"incoming", "filtermail_metrics_port_incoming", "10085", "10081"},
 	} {
 		taken, err := net.Listen("tcp", net.JoinHostPort(host, tt.port))
 		if err != nil {

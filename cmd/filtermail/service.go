@@ -9,13 +9,19 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"filtermail/activation"
 	"filtermail/config"
+	"filtermail/filter"
+	"filtermail/gate"
 	"filtermail/metrics"
+	"filtermail/mxdeliv"
 	"filtermail/policypages"
+	"filtermail/postfix"
 	"filtermail/smtpd"
 )
 
@@ -23,36 +29,63 @@ import (
 // transactions in flight; the clients still connected then get a 421.
 const drainTimeout = 100 * time.Second
 
-// service is one running filter with its side HTTP listener.
+// skipDKIMWarning is logged first when FILTERMAIL_SKIP_DKIM turns the DKIM
+// check off, in the relay's words.
+const skipDKIMWarning = "DKIM verification DISABLED! This should not be used in production."
+
+// service is one running filter with its HTTP listeners.
 type service struct {
-	cfgPath string
-	cfg     *config.Config // as at start: ports and sizes do not change
-	dir     smtpd.Direction
-	sockets *activation.Sockets // passed by systemd, if any
-	log     *log.Logger
-	debug   bool
+	cfgPath  string
+	cfg      *config.Config // as at start: ports and sizes do not change
+	dir      gate.Direction
+	sockets  *activation.Sockets // passed by systemd, if any
+	log      *log.Logger
+	debug    bool
+	skipDKIM bool
 
 	metrics *metrics.Metrics
+	gate    *gate.Gate
 	smtp    *smtpd.Server
 	pages   *policypages.Handler // nil without a side listener
-	side    *http.Server
+	http    []*http.Server
 }
+
+// The jobs of a filter's listeners.
+type role int
+
+const (
+	roleSMTP    role = iota
+	roleSide         // outgoing: pages, /metrics, /healthz
+	roleMxdeliv      // incoming: POST /mxdeliv
+	roleMetrics      // incoming: /metrics, /healthz
+)
 
 // listener is one of a filter's listening ports, named by its config key.
 type listener struct {
 	key  string
 	port int
+	role role
 }
 
-// listeners are the filter's SMTP listener and, unless its port is 0, its
-// side HTTP listener.
+// listeners are the filter's SMTP listener and its HTTP listeners whose
+// port is not 0.
 func (d *service) listeners() []listener {
-	ls := []listener{{"filtermail_smtp_port", d.cfg.SMTPPort}, {"filtermail_http_port", d.cfg.HTTPPort}}
-	if d.dir == smtpd.Incoming {
-		ls = []listener{{"filtermail_smtp_port_incoming", d.cfg.SMTPPortIncoming}, {"filtermail_http_port_incoming", d.cfg.HTTPPortIncoming}}
+	all := []listener{
+		{"filtermail_smtp_port", d.cfg.SMTPPort, roleSMTP},
+		{"filtermail_http_port", d.cfg.HTTPPort, roleSide},
 	}
-	if ls[1].port == 0 {
-		return ls[:1]
+	if d.dir == gate.Incoming {
+		all = []listener{
+			{"filtermail_smtp_port_incoming", d.cfg.SMTPPortIncoming, roleSMTP},
+			{"filtermail_http_port_incoming", d.cfg.HTTPPortIncoming, roleMxdeliv},
+			{"filtermail_metrics_port_incoming", d.cfg.MetricsPortIncoming, roleMetrics},
+		}
+	}
+	var ls []listener
+	for _, l := range all {
+		if l.port != 0 {
+			ls = append(ls, l)
+		}
 	}
 	return ls
 }
@@ -94,32 +127,75 @@ func (d *service) run(ctx context.Context) error {
 
 	ls := d.listeners()
 	var site *policypages.Site
-	if len(ls) > 1 {
+	if ls[len(ls)-1].role == roleSide {
 		// Without a side listener, the pages are not rendered at all.
 		var err error
 		if site, err = renderPages(d.cfg); err != nil {
 			return usageError{err}
 		}
 	}
+	d.metrics = metrics.New(d.dir.String(), version())
+	var origin gate.Verifier
+	if d.dir == gate.Incoming && !d.skipDKIM {
+		v, err := newVerifier(d.cfg, d.metrics)
+		if err != nil {
+			return usageError{err}
+		}
+		origin = v
+	}
 	lns, err := d.listenAll(ls)
 	if err != nil {
 		return usageError{err}
 	}
 
-	d.metrics = metrics.New(d.dir.String(), version())
-	d.smtp = smtpd.New(d.cfg, d.dir, d.log, d.metrics)
-	d.smtp.SetDebug(d.debug)
+	reinject := &postfix.Reinjector{Addr: net.JoinHostPort(d.cfg.PostfixHost, strconv.Itoa(d.reinjectPort()))}
+	d.gate = gate.New(gate.Options{
+		Direction:     d.dir,
+		Policy:        filter.NewPolicy(d.cfg),
+		SendPerMinute: d.cfg.MaxUserSendPerMinute,
+		SendBurst:     d.cfg.MaxUserSendBurstSize,
+		Origin:        origin,
+		Handover:      reinject,
+		Log:           d.log,
+		Debug:         d.debug,
+		Metrics:       d.metrics,
+	})
+	d.smtp = smtpd.New(smtpd.Options{
+		Domain:          d.cfg.MailDomain,
+		MaxMessageBytes: d.cfg.MaxMessageSize,
+		Gate:            d.gate,
+		Log:             d.log,
+		Metrics:         d.metrics,
+	})
+	health := healthCheck(d.smtp.Health, reinject.Health)
+	serving := []string{fmt.Sprintf("%s filter: SMTP on %s", d.dir.Title(), lns[0].Addr())}
 	d.smtp.Listen(lns[0])
-	serving := fmt.Sprintf("%s filter: SMTP on %s", d.dir.Title(), lns[0].Addr())
-	if len(lns) > 1 {
-		d.pages = policypages.NewHandler(site)
-		d.side = newSideServer(d.pages, d.metrics.Handler(), d.smtp.Health, d.log)
-		go d.side.Serve(lns[1])
-		serving += fmt.Sprintf(", pages and metrics on http://%s", lns[1].Addr())
+	for i, l := range ls[1:] {
+		ln := lns[i+1]
+		var srv *http.Server
+		switch l.role {
+		case roleSide:
+			d.pages = policypages.NewHandler(site)
+			srv = newSideServer(d.pages, d.metrics.Handler(), health, d.log)
+			serving = append(serving, fmt.Sprintf("pages and metrics on http://%s", ln.Addr()))
+		case roleMxdeliv:
+			h := &mxdeliv.Handler{Gate: d.gate, MaxMessageBytes: d.cfg.MaxMessageSize, Log: d.log, Metrics: d.metrics}
+			srv = mxdeliv.NewServer(h, d.log)
+			ln = mxdeliv.LimitListener(ln, mxdeliv.MaxConnections)
+			serving = append(serving, fmt.Sprintf("POST %s on http://%s", mxdeliv.Path, ln.Addr()))
+		case roleMetrics:
+			srv = newSideServer(http.NotFoundHandler(), d.metrics.Handler(), health, d.log)
+			serving = append(serving, fmt.Sprintf("metrics on http://%s", ln.Addr()))
+		}
+		d.http = append(d.http, srv)
+		go srv.Serve(ln)
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.smtp.Serve() }()
-	d.log.Printf("%s; entering serving loop.", serving)
+	if d.skipDKIM && d.dir == gate.Incoming {
+		d.log.Print(skipDKIMWarning)
+	}
+	d.log.Printf("%s; entering serving loop.", strings.Join(serving, ", "))
 	if site != nil {
 		logWarnings(site, d.log)
 	}
@@ -128,8 +204,8 @@ func (d *service) run(ctx context.Context) error {
 	for stopping := false; !stopping; {
 		select {
 		case err := <-done:
-			if d.side != nil {
-				d.side.Close()
+			for _, srv := range d.http {
+				srv.Close()
 			}
 			return err
 		case <-hup:
@@ -142,11 +218,26 @@ func (d *service) run(ctx context.Context) error {
 	d.log.Printf("Stopping: finishing transactions in flight.")
 	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	if d.side != nil {
-		go d.side.Shutdown(drain)
+	var wg sync.WaitGroup
+	for _, srv := range d.http {
+		wg.Go(func() {
+			if srv.Shutdown(drain) != nil {
+				srv.Close()
+			}
+		})
 	}
 	if err := d.smtp.Shutdown(drain); err != nil {
 		d.log.Printf("Stopped with transactions cut off: %v", err)
 	}
+	wg.Wait()
 	return <-done
+}
+
+// reinjectPort is the port of Postfix's reinjection smtpd for the filter's
+// direction.
+func (d *service) reinjectPort() int {
+	if d.dir == gate.Incoming {
+		return d.cfg.ReinjectPortIncoming
+	}
+	return d.cfg.ReinjectPort
 }

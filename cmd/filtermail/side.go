@@ -2,11 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"time"
 )
+
+// healthCheck joins checks into one that runs them all and reports every
+// failure.
+func healthCheck(checks ...func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for _, check := range checks {
+			if err := check(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
 
 // newSideServer returns the side HTTP listener's server: the pages,
 // /metrics and /healthz. It listens on loopback only, behind the relay's

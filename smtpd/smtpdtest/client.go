@@ -69,6 +69,23 @@ func (c *Client) Data(msg []byte) string {
 	return c.Reply()
 }
 
+// RawData sends DATA and then body exactly as given, with no dot-stuffing
+// and no end-of-data line of its own, and returns the reply at the end of
+// data, or the refusal of DATA.
+func (c *Client) RawData(body string) string {
+	c.t.Helper()
+	if reply := c.Cmd("DATA"); !strings.HasPrefix(reply, "354 ") {
+		return reply
+	}
+	if _, err := c.Text.W.WriteString(body); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.Text.W.Flush(); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.Reply()
+}
+
 // Send runs one transaction and returns the reply at its end of data, or
 // the first refusal before it.
 func (c *Client) Send(from string, to []string, msg []byte) string {

@@ -1,23 +1,23 @@
-package smtpd
+package gate
 
 import "io"
 
-// Chunk sizes of a messageBuffer: small first, for the many small
+// Chunk sizes of a Buffer: small first, for the many small
 // messages, then growing up to maxChunk.
 const (
 	minChunk = 4 << 10
 	maxChunk = 256 << 10
 )
 
-// messageBuffer holds one message in chunks, so that it grows without
+// Buffer holds one message in chunks, so that it grows without
 // copying what it already holds: the message is in memory once.
-type messageBuffer struct {
+type Buffer struct {
 	chunks [][]byte
 	size   int64
 }
 
 // ReadFrom reads r to its end into the buffer.
-func (b *messageBuffer) ReadFrom(r io.Reader) (int64, error) {
+func (b *Buffer) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
 		last := len(b.chunks) - 1
@@ -44,20 +44,20 @@ func (b *messageBuffer) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // Len returns the number of bytes held.
-func (b *messageBuffer) Len() int64 { return b.size }
+func (b *Buffer) Len() int64 { return b.size }
 
 // Reader returns a reader of the message from its start.
-func (b *messageBuffer) Reader() *chunkReader {
-	return &chunkReader{chunks: b.chunks}
+func (b *Buffer) Reader() *BufferReader {
+	return &BufferReader{chunks: b.chunks}
 }
 
-// chunkReader reads a messageBuffer without changing it.
-type chunkReader struct {
+// BufferReader reads a Buffer without changing it.
+type BufferReader struct {
 	chunks [][]byte
 	i, off int // position: chunk and offset in it
 }
 
-func (r *chunkReader) Read(p []byte) (int, error) {
+func (r *BufferReader) Read(p []byte) (int, error) {
 	for r.i < len(r.chunks) && r.off == len(r.chunks[r.i]) {
 		r.i, r.off = r.i+1, 0
 	}
@@ -70,7 +70,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // WriteTo writes the rest of the message to w, chunk by chunk.
-func (r *chunkReader) WriteTo(w io.Writer) (int64, error) {
+func (r *BufferReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for ; r.i < len(r.chunks); r.i, r.off = r.i+1, 0 {
 		n, err := w.Write(r.chunks[r.i][r.off:])

@@ -1,4 +1,4 @@
-package smtpd
+package gate
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ func TestMessageBuffer(t *testing.T) {
 	for _, size := range []int{0, 1, minChunk, minChunk + 1, 3*maxChunk + 17} {
 		data := make([]byte, size)
 		rand.Read(data)
-		var b messageBuffer
+		var b Buffer
 		if n, err := b.ReadFrom(iotest.OneByteReader(bytes.NewReader(data))); err != nil || n != int64(size) {
 			t.Fatalf("size %d: ReadFrom = %d, %v", size, n, err)
 		}
@@ -29,16 +29,16 @@ func TestMessageBuffer(t *testing.T) {
 	}
 }
 
-// BenchmarkReceive compares holding a DATA body in a messageBuffer with
+// BenchmarkReceive compares holding a DATA body in a Buffer with
 // holding it in a bytes.Buffer, which copies itself as it grows.
 func BenchmarkReceive(b *testing.B) {
 	data := make([]byte, 10<<20)
 	rand.Read(data)
-	b.Run("messageBuffer", func(b *testing.B) {
+	b.Run("Buffer", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			var m messageBuffer
+			var m Buffer
 			m.ReadFrom(chunked(data))
 		}
 	})
