@@ -83,7 +83,7 @@ const (
 )
 
 // Outcomes lists every Outcome, for metrics that export each at 0.
-var Outcomes = []Outcome{Pass, NoSignature, Fail, TempFail, Skipped}
+func Outcomes() []Outcome { return []Outcome{Pass, NoSignature, Fail, TempFail, Skipped} }
 
 // Result is the verdict on one message and what led to it.
 type Result struct {
@@ -115,7 +115,9 @@ const (
 
 // LookupResults lists every Lookup.Result, for metrics that export each
 // at 0.
-var LookupResults = []string{LookupOK, LookupNotFound, LookupTempFail, LookupError}
+func LookupResults() []string {
+	return []string{LookupOK, LookupNotFound, LookupTempFail, LookupError}
+}
 
 // Lookup describes one key lookup, for metrics.
 type Lookup struct {

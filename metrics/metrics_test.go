@@ -315,17 +315,19 @@ func queryProblems(expr string, exported map[string]bool) []string {
 	return problems
 }
 
-// exportedNames are the names of the metrics a filter exports before it
-// has handled anything.
+// exportedNames are the names of the metrics the filters export before
+// they have handled anything, in either direction.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	families, err := New(Outgoing, "test").Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := map[string]bool{}
-	for _, f := range families {
-		names[f.GetName()] = true
+	for _, dir := range []string{Outgoing, Incoming} {
+		families, err := New(dir, "test").Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			names[f.GetName()] = true
+		}
 	}
 	return names
 }

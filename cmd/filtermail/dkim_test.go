@@ -1,14 +1,17 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
 
+	"filtermail/dkim"
 	"filtermail/internal/daemontest"
 	"filtermail/internal/dkimtest"
 	"filtermail/internal/dnstest"
+	"filtermail/metrics"
 )
 
 // dkimOn turns the incoming filter's DKIM check on: FILTERMAIL_SKIP_DKIM
@@ -51,4 +54,28 @@ func (s *senders) unreachable(domain string) {
 // tamper changes the signed Subject header of msg.
 func tamper(msg []byte) []byte {
 	return []byte(strings.Replace(string(msg), "\r\nSubject: ", "\r\nSubject: changed ", 1))
+}
+
+// Every outcome of the DKIM check and every key lookup result has its
+// series, exported from the start.
+func TestDKIMLabels(t *testing.T) {
+	for _, o := range dkim.Outcomes() {
+		if !slices.Contains(metrics.DKIMResults(), string(o)) {
+			t.Errorf("DKIM outcome %q has no series", o)
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range dkim.LookupResults() {
+		for _, l := range []dkim.Lookup{{Result: r}, {Result: r, Authenticated: true}, {Result: r, Cached: true}} {
+			seen[keyLookupResult(l)] = true
+		}
+	}
+	for label := range seen {
+		if !slices.Contains(metrics.KeyLookupResults(), label) {
+			t.Errorf("key lookup label %q has no series", label)
+		}
+	}
+	if len(seen) != len(metrics.KeyLookupResults()) {
+		t.Errorf("labels used %v, series %v", seen, metrics.KeyLookupResults())
+	}
 }
