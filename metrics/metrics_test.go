@@ -60,6 +60,14 @@ func TestLabelSetsAtZero(t *testing.T) {
 		for _, v := range SEIPDVersions() {
 			seipd = append(seipd, strconv.Itoa(v))
 		}
+		// DKIM and /mxdeliv are the incoming filter's only.
+		var dkim, keys, mxdeliv []string
+		if dir == Incoming {
+			dkim, keys = DKIMResults(), KeyLookupResults()
+			for _, s := range MxdelivStatuses() {
+				mxdeliv = append(mxdeliv, strconv.Itoa(s))
+			}
+		}
 		for _, tt := range []struct {
 			name   string
 			labels []string
@@ -70,6 +78,9 @@ func TestLabelSetsAtZero(t *testing.T) {
 			{"filtermail_openpgp_seipd_total", []string{"version"}, seipd},
 			{"filtermail_reinject_total", []string{"result"}, ReinjectResults()},
 			{"filtermail_reloads_total", []string{"result"}, ReloadResults()},
+			{"filtermail_dkim_verifications_total", []string{"result"}, dkim},
+			{"filtermail_dkim_key_lookups_total", []string{"result"}, keys},
+			{"filtermail_mxdeliv_requests_total", []string{"status"}, mxdeliv},
 		} {
 			got := series(t, m, tt.name, dir, tt.labels...)
 			slices.Sort(got)
