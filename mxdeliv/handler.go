@@ -44,17 +44,34 @@ type Handler struct {
 	MaxMessageBytes int64
 	Log             *log.Logger
 	Metrics         *metrics.Metrics
+
+	bodyIdle time.Duration // bodyIdleTimeout if 0; tests set it
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if r.Body != http.NoBody {
+		// net/http reads what a handler leaves of a body, up to 256
+		// KiB, to keep the connection, and sets no deadline for it: an
+		// answer given before the body is read (404, 405, a bad
+		// envelope) would wait for a client that stopped sending.
+		// Bound that wait as a read of the body is bounded; each read
+		// of the body sets the deadline again.
+		rc.SetReadDeadline(time.Now().Add(h.bodyIdleTimeout()))
+	}
 	status, text := h.serve(w, r)
 	h.Metrics.MxdelivRequest(status)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if status == http.StatusMethodNotAllowed {
+	switch status {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusRequestEntityTooLarge:
+		// The rest of the body is not wanted: answer now and close,
+		// rather than read it to keep the connection.
+		w.Header().Set("Connection", "close")
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(replyTimeout))
+	rc.SetWriteDeadline(time.Now().Add(replyTimeout))
 	w.WriteHeader(status)
 	io.WriteString(w, text)
 }
@@ -76,7 +93,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		return http.StatusRequestEntityTooLarge, replyText(errTooLarge)
 	}
 	var msg gate.Buffer
-	body := &idleReader{r: http.MaxBytesReader(w, r.Body, h.MaxMessageBytes), rc: http.NewResponseController(w)}
+	body := &idleReader{r: http.MaxBytesReader(w, r.Body, h.MaxMessageBytes), rc: http.NewResponseController(w), timeout: h.bodyIdleTimeout()}
 	if _, err := msg.ReadFrom(body); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -93,14 +110,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	return http.StatusOK, "250 OK"
 }
 
-// idleReader gives each read of a request body bodyIdleTimeout.
+func (h *Handler) bodyIdleTimeout() time.Duration {
+	if h.bodyIdle > 0 {
+		return h.bodyIdle
+	}
+	return bodyIdleTimeout
+}
+
+// idleReader gives each read of a request body its timeout.
 type idleReader struct {
-	r  io.Reader
-	rc *http.ResponseController
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
-	r.rc.SetReadDeadline(time.Now().Add(bodyIdleTimeout))
+	r.rc.SetReadDeadline(time.Now().Add(r.timeout))
 	return r.r.Read(p)
 }
 
