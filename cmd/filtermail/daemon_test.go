@@ -40,8 +40,8 @@ type daemon struct {
 	mailDir     string
 }
 
-// skipDKIM turns the incoming filter's DKIM check off when set to 1.
-const skipDKIM = "FILTERMAIL_SKIP_DKIM="
+// skipDKIMEnv turns the incoming filter's DKIM check off when set to 1.
+const skipDKIMEnv = "FILTERMAIL_SKIP_DKIM="
 
 // startDaemon runs filtermail in mode, reinjecting into the sink on
 // sinkPort, with the extra [params] lines given.
@@ -71,10 +71,10 @@ func startDaemonWith(t testing.TB, o daemontest.Options, mode string, sinkPort i
 			o.Sockets = append(o.Sockets, key)
 		}
 	}
-	if mode == "incoming" && !slices.ContainsFunc(o.Env, func(e string) bool { return strings.HasPrefix(e, skipDKIM) }) {
+	if mode == "incoming" && !slices.ContainsFunc(o.Env, func(e string) bool { return strings.HasPrefix(e, skipDKIMEnv) }) {
 		// Most tests are about the filter; the DKIM tests turn the check
 		// on with FILTERMAIL_SKIP_DKIM empty.
-		o.Env = append(o.Env, skipDKIM+"1")
+		o.Env = append(o.Env, skipDKIMEnv+"1")
 	}
 	d.Daemon = daemontest.Start(t, binary, o)
 	d.port, d.httpPort, d.mxdelivPort = d.Ports[portKey], d.Ports[httpKey], d.Ports[mxdelivKey]

@@ -16,7 +16,7 @@ import (
 
 // dkimOn turns the incoming filter's DKIM check on: FILTERMAIL_SKIP_DKIM
 // empty.
-var dkimOn = daemontest.Options{Env: []string{skipDKIM}}
+var dkimOn = daemontest.Options{Env: []string{skipDKIMEnv}}
 
 // senders are the domains mail comes from in a DKIM test: each with an
 // RSA key, published in a DNS server of the test, that OpenDKIM signs
@@ -77,5 +77,16 @@ func TestDKIMLabels(t *testing.T) {
 	}
 	if len(seen) != len(metrics.KeyLookupResults()) {
 		t.Errorf("labels used %v, series %v", seen, metrics.KeyLookupResults())
+	}
+}
+
+// FILTERMAIL_SKIP_DKIM turns the check off as for the relay's filtermail:
+// with 1 or true, and nothing else.
+func TestSkipDKIMValues(t *testing.T) {
+	for v, want := range map[string]bool{"1": true, "true": true, "TRUE": true, "True": true,
+		"": false, "0": false, "false": false, "yes": false, " 1": false} {
+		if got := skipDKIM(v); got != want {
+			t.Errorf("FILTERMAIL_SKIP_DKIM=%q: skip %v, want %v", v, got, want)
+		}
 	}
 }

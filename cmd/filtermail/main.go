@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"syscall"
 
 	"filtermail/activation"
@@ -96,9 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, sockets: sockets, log: logger, debug: debugLog,
-		skipDKIM: os.Getenv("FILTERMAIL_SKIP_DKIM") != ""}
+		skipDKIM: skipDKIM(os.Getenv("FILTERMAIL_SKIP_DKIM"))}
 	return d.run(ctx)
 }
+
+// skipDKIM reports whether the value of FILTERMAIL_SKIP_DKIM turns the
+// DKIM check off: "1" or "true" in any case, as for the relay's own
+// filtermail.
+func skipDKIM(v string) bool { return v == "1" || strings.EqualFold(v, "true") }
 
 func version() string {
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
