@@ -28,9 +28,14 @@ const (
 // (smtpd_proxy_filter), which reinjects what passes into two plain smtpd
 // services with maxproc 100. Everything runs on a loopback host of the
 // test's own, filtermail on its default ports.
+//
+// The incoming filter checks DKIM, as on a relay: it looks keys up in the
+// DNS server of senders, where the test publishes the keys of the domains
+// its incoming mail is signed by.
 type relay struct {
 	*postfix
 	sink                   *smtpdtest.Sink
+	senders                *senders
 	submission, mx, aqueue string // Postfix's addresses for clients
 	outgoing, incoming     *daemontest.Daemon
 }
@@ -42,11 +47,11 @@ const reinjectService = "127.0.0.1:10025"
 func startRelay(t *testing.T, params ...string) *relay {
 	t.Helper()
 	host := testnet.Host(t)
-	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept)}
+	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept), senders: newSenders(t)}
 	r.postfix = startPostfix(t, postfixConfig{
 		Host:      host,
 		SinkPort:  r.sink.Port,
-		Mailboxes: []string{"alice", "carol", "strict", "echo"},
+		Mailboxes: []string{"alice", "carol", "strict", "echo", "dora"},
 		Services:  readmeServices(t, host),
 	})
 	r.submission, r.mx, r.aqueue = r.Addr("submission"), r.Addr("smtp"), r.Addr("588")
@@ -55,12 +60,25 @@ func startRelay(t *testing.T, params ...string) *relay {
 		"mailboxes_dir = " + r.mailDir,
 		"filtermail_host = " + host,
 		"postfix_host = " + host,
+		r.senders.param(),
 	}, params...)}
+	// DKIM is checked unless FILTERMAIL_SKIP_DKIM is set to something.
+	o.Env = []string{"FILTERMAIL_SKIP_DKIM="}
 	o.Mode = "outgoing"
 	r.outgoing = daemontest.Start(t, binary, o)
 	o.Mode = "incoming"
 	r.incoming = daemontest.Start(t, binary, o)
+	if strings.Contains(r.incoming.Log(), "DKIM verification DISABLED") {
+		t.Fatal("the incoming filter runs without DKIM")
+	}
 	return r
+}
+
+// sign returns msg signed as the relay of domain signs: OpenDKIM,
+// relaxed/relaxed, RSA-2048, its key published.
+func (r *relay) sign(domain string, msg []byte) []byte {
+	r.t.Helper()
+	return r.senders.sign(domain, msg)
 }
 
 func TestOutgoingBeforeQueue(t *testing.T) {
@@ -157,35 +175,36 @@ func TestOutgoingRateLimitThroughPostfix(t *testing.T) {
 	r.waitSink(2)
 }
 
-// Before-queue on the MX service, with filtermail incoming.
+// Before-queue on the MX service, with filtermail incoming. The mail is
+// signed by its sender's relay, as all mail from other relays is.
 func TestIncomingBeforeQueue(t *testing.T) {
 	r := startRelay(t)
 	strict := "strict@" + domain
 	markStrict(t, r)
 	c := smtpdtest.Dial(t, r.mx)
 
-	encrypted := filtertest.Encrypted(bob, strict, filtertest.GoCryptoV6(t, []byte("for strict")))
+	encrypted := r.sign("example.net", filtertest.Encrypted(bob, strict, filtertest.GoCryptoV6(t, []byte("for strict"))))
 	c.Want("MAIL FROM:<"+bob+">", "250")
 	c.Want("RCPT TO:<"+strict+">", "250")
 	c.WantData(encrypted, "250")
 
-	cleartext := filtertest.Plain(bob, strict, "hi", "plain words for strict")
+	cleartext := r.sign("example.net", filtertest.Plain(bob, strict, "hi", "plain words for strict"))
 	c.Want("MAIL FROM:<"+bob+">", "250")
 	c.Want("RCPT TO:<"+strict+">", "250")
 	if got := c.WantData(cleartext, "523"); !strings.Contains(got, "Encryption Needed") {
 		t.Errorf("cleartext to strict: %q", got)
 	}
 
-	toCarol := filtertest.Plain(bob, carol, "hi", "plain words for carol")
+	toCarol := r.sign("example.net", filtertest.Plain(bob, carol, "hi", "plain words for carol"))
 	c.Want("MAIL FROM:<"+bob+">", "250")
 	c.Want("RCPT TO:<"+carol+">", "250")
 	c.WantData(toCarol, "250")
 
-	report := filtertest.Message(
+	report := r.sign("example.net", filtertest.Message(
 		"From: MAILER-DAEMON@example.net\r\nTo: "+strict+"\r\nSubject: Undelivered Mail\r\nAuto-Submitted: auto-replied\r\n"+
 			"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b1\r\n",
 		"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b1\r\n"+
-			"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; example.net\r\n\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--b1--\r\n")
+			"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; example.net\r\n\r\nFinal-Recipient: rfc822; x@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n--b1--\r\n"))
 	c.Want("MAIL FROM:<>", "250")
 	c.Want("RCPT TO:<"+strict+">", "250")
 	c.WantData(report, "250")

@@ -350,8 +350,26 @@ func (p *postfix) Log() string {
 
 // QueueEmpty reports whether no message waits in the queue.
 func (p *postfix) QueueEmpty() bool {
-	out, _ := exec.Command("postqueue", "-c", p.conf, "-j").Output()
+	p.t.Helper()
+	out, err := exec.Command("postqueue", "-c", p.conf, "-j").Output()
+	if err != nil {
+		p.t.Fatalf("postqueue -j: %v", err)
+	}
 	return len(bytes.TrimSpace(out)) == 0
+}
+
+// waitQueueEmpty waits until no message waits in the queue: whatever
+// Postfix has taken is delivered, or bounced. A message that a filter
+// passed is queued before the client hears 250, so once the replies are
+// in and the queue is empty, the maildirs hold all that will ever arrive.
+func (p *postfix) waitQueueEmpty() {
+	p.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !p.QueueEmpty(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("postqueue", "-c", p.conf, "-p").CombinedOutput()
+			p.t.Fatalf("the queue does not empty:\n%s", out)
+		}
+	}
 }
 
 // Mailbox returns the messages delivered to user's maildir, in no

@@ -41,7 +41,7 @@ func TestOpenPGPProducersThroughPostfix(t *testing.T) {
 	passed := 0
 	for _, tt := range tests {
 		outgoing := filtertest.Encrypted(alice, carol, tt.armored)
-		incoming := filtertest.Encrypted(bob, strict, tt.armored)
+		incoming := r.sign("example.net", filtertest.Encrypted(bob, strict, tt.armored))
 		want := "523"
 		if tt.pass {
 			want = "250"
