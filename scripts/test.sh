@@ -2,7 +2,9 @@
 # Runs every test of filtermail. Installs the tools the tests use with
 # apt-get when they are missing (needs root for that): the Debian packages
 # postfix (Postfix, without a configuration of its own), gnupg (GnuPG), sq
-# (Sequoia), chromium (Chromium) and systemd (systemd-analyze).
+# (Sequoia), chromium (Chromium), systemd (systemd-analyze), opendkim and
+# opendkim-tools (OpenDKIM signs test mail), python3-dkim (dkimpy signs
+# too), openssl (Ed25519 keys) and faketime (expired signatures).
 set -eu
 cd "$(dirname "$0")/.."
 
