@@ -143,9 +143,17 @@ func (g *Gate) Submit(ctx context.Context, tx *Transaction) error {
 	return nil
 }
 
+// originTimeout bounds the DKIM check of a message, key lookups included:
+// a key that has not come by then is a temporary failure (451), and the
+// hand-over to Postfix still has its own time within Postfix's
+// smtpd_proxy_timeout.
+const originTimeout = 10 * time.Second
+
 // checkOrigin verifies the DKIM signatures of a message from the domain
 // of from, and returns the reply for a message that fails.
 func (g *Gate) checkOrigin(ctx context.Context, from string, msg *Buffer, recipients int) error {
+	ctx, cancel := context.WithTimeout(ctx, originTimeout)
+	defer cancel()
 	domain := from[strings.LastIndexByte(from, '@')+1:]
 	res := g.origin.Verify(ctx, msg.Reader(), domain)
 	g.metrics.DKIM(string(res.Outcome))
