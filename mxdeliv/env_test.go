@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"filtermail/gate"
 	"filtermail/internal/dkimtest"
 	"filtermail/internal/dnstest"
+	"filtermail/internal/logtest"
 	"filtermail/metrics"
 	"filtermail/mxdeliv"
 	"filtermail/postfix"
@@ -42,24 +42,6 @@ const (
 // a server that works answers at once.
 const watchdog = 10 * time.Second
 
-// syncBuffer is a log that tests may read while the server writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // config changes the listener of a test from what the daemon runs.
 type config struct {
 	maxBytes int64              // max_message_size; 1 MiB if 0
@@ -79,7 +61,7 @@ type env struct {
 	dns     *dnstest.Server
 	key     *dkimtest.Key // publishes example.org's key
 	metrics *metrics.Metrics
-	log     *syncBuffer
+	log     *logtest.Buffer
 	dir     string // mailboxes_dir
 	srv     *http.Server
 	client  *http.Client
@@ -98,7 +80,7 @@ func start(t *testing.T, c config) *env {
 		sink:    smtpdtest.NewSink(t, smtpdtest.Accept),
 		dns:     dnstest.Start(t),
 		metrics: metrics.New(metrics.Incoming, "test"),
-		log:     &syncBuffer{},
+		log:     &logtest.Buffer{},
 		dir:     t.TempDir(),
 	}
 	e.key = dkimtest.NewKey(t, dkimtest.Ed25519, "example.org", "sel")

@@ -13,7 +13,6 @@ import (
 	"filtermail/smtpd/smtpdtest"
 )
 
-
 // Each way a hand-over ends: the reply the client is to hear, and the
 // metrics label.
 func TestSend(t *testing.T) {

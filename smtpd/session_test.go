@@ -1,40 +1,21 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"log"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"filtermail/filter"
 	"filtermail/gate"
+	"filtermail/internal/logtest"
 	"filtermail/metrics"
 	"filtermail/postfix"
 	"filtermail/smtpd/smtpdtest"
 )
-
-// syncBuffer is a log that tests may read while the server writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // The directions, as the tests here name them.
 type Direction = gate.Direction
@@ -46,10 +27,10 @@ const (
 
 // startFilter runs a filter for dir on a free port, reinjecting into
 // sinkPort, without DKIM checks, and returns it with its metrics and log.
-func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.Metrics, *syncBuffer) {
+func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.Metrics, *logtest.Buffer) {
 	t.Helper()
 	m := metrics.New(dir.String(), "test")
-	var logBuf syncBuffer
+	var logBuf logtest.Buffer
 	logger := log.New(&logBuf, "", 0)
 	g := gate.New(gate.Options{
 		Direction:     dir,

@@ -13,10 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"filtermail/internal/logtest"
 )
 
 // ServingLine is what filtermail logs once every listener is bound.
@@ -59,7 +60,7 @@ type Daemon struct {
 	Ports   map[string]int // the port of each socket handed over, by key
 	Exited  chan struct{}  // closed when the process has exited
 
-	log syncBuffer
+	log logtest.Buffer
 }
 
 // Start runs the filtermail binary with o and waits until it serves. It
@@ -104,7 +105,7 @@ func Start(t testing.TB, binary string, o Options) *Daemon {
 func Run(t testing.TB, binary string, o Options) (stderr string, code int) {
 	t.Helper()
 	cmd, _, _ := command(t, binary, o)
-	var log syncBuffer
+	var log logtest.Buffer
 	cmd.Stderr = &log
 	err := cmd.Start()
 	closeFiles(cmd)
@@ -186,22 +187,4 @@ func (d *Daemon) WaitLog(t testing.TB, line string, n int) {
 			t.Fatalf("no %q in the log:\n%s", line, d.Log())
 		}
 	}
-}
-
-// syncBuffer collects a process's output for reading while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
