@@ -3,6 +3,7 @@ package mxdeliv_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"log"
@@ -48,6 +49,7 @@ type config struct {
 	conns    int                // connections at once; mxdeliv.MaxConnections if 0
 	bodyIdle time.Duration      // the wait for each read of a body; the handler's own if 0
 	server   func(*http.Server) // changes the server before it serves
+	reinject string             // where reinjection goes; the sink if ""
 }
 
 // env is the /mxdeliv listener of an incoming filter, wired as the daemon
@@ -94,7 +96,7 @@ func start(t *testing.T, c config) *env {
 		Direction: gate.Incoming,
 		Policy:    &filter.Policy{Markers: filter.Mailboxes{Dir: e.dir}},
 		Origin:    dkim.New(dkim.Options{Resolver: r}),
-		Handover:  &postfix.Reinjector{Addr: e.sink.Addr()},
+		Handover:  &postfix.Reinjector{Addr: cmp.Or(c.reinject, e.sink.Addr())},
 		Log:       logger,
 		Metrics:   e.metrics,
 	})

@@ -3,6 +3,7 @@ package mxdeliv_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"filtermail/filter/filtertest"
+	"filtermail/internal/testnet"
 	"filtermail/metrics"
 	"filtermail/mxdeliv"
 	"filtermail/smtpd/smtpdtest"
@@ -316,8 +318,8 @@ func TestMethodsAndPaths(t *testing.T) {
 // A reinjection that cannot reach Postfix is a 4xx: the sender tries
 // again, and nothing is lost.
 func TestReinjectionDown(t *testing.T) {
-	e := start(t, config{})
-	e.sink.Close()
+	// Nothing listens on a loopback host of the test's own.
+	e := start(t, config{reinject: net.JoinHostPort(testnet.Host(t), "10026")})
 	e.expect(e.post(envelope(alice, bob), e.sign(encrypted(t))), http.StatusBadRequest, "451 4.4.1 …")
 	if got := e.messagesCounted(metrics.Pass, "encrypted"); got != 1 {
 		t.Errorf("pass/encrypted counted %v times, want 1", got)
