@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -98,7 +99,7 @@ func fromParams(p map[string]string) (*Config, error) {
 	if c.PostfixHost, err = hostParam(p, "postfix_host"); err != nil {
 		return nil, err
 	}
-	if c.DNSResolver, err = hostPortParam(p, "filtermail_dns_resolver"); err != nil {
+	if c.DNSResolver, err = resolverParam(p, "filtermail_dns_resolver"); err != nil {
 		return nil, err
 	}
 	c.Languages, c.AllLanguages, err = parseLanguages(p["languages"])
@@ -162,23 +163,17 @@ func hostParam(p map[string]string, key string) (string, error) {
 	return s, nil
 }
 
-// hostPortParam returns the host:port under key, or "" when the key is
-// missing or empty, and an error naming the key when the value is not an
-// IP address or host name with a port.
-func hostPortParam(p map[string]string, key string) (string, error) {
+// resolverParam returns the IP address and port under key, or "" when
+// the key is missing or empty, and an error naming the key otherwise: a
+// DNS resolver cannot be found by name.
+func resolverParam(p map[string]string, key string) (string, error) {
 	s := p[key]
 	if s == "" {
 		return "", nil
 	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", fmt.Errorf("%s: %q is not host:port", key, s)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("%s: %q has no port number", key, s)
-	}
-	if _, err := hostParam(map[string]string{key: host}, key); err != nil || host == "" {
-		return "", fmt.Errorf("%s: %q is not host:port", key, s)
+	addr, err := netip.ParseAddrPort(s)
+	if err != nil || addr.Port() == 0 {
+		return "", fmt.Errorf("%s: %q is not an IP address and port (such as 127.0.0.1:53)", key, s)
 	}
 	return s, nil
 }

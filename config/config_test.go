@@ -102,9 +102,10 @@ func TestLoadErrors(t *testing.T) {
 		{"ALL with others", "[params]\nmail_domain = x\nlanguages = EN ALL\n", "languages: ALL stands alone"},
 		{"host with a port", "[params]\nmail_domain = x\nfiltermail_host = 127.0.0.1:25\n", `filtermail_host: "127.0.0.1:25" is not a host`},
 		{"host with a space", "[params]\nmail_domain = x\npostfix_host = mail host\n", `postfix_host: "mail host" is not a host`},
-		{"resolver without port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1\n", `filtermail_dns_resolver: "127.0.0.1" is not host:port`},
-		{"resolver bad port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1:dns\n", `filtermail_dns_resolver: "127.0.0.1:dns" has no port number`},
-		{"resolver bad host", "[params]\nmail_domain = x\nfiltermail_dns_resolver = a b:53\n", `filtermail_dns_resolver: "a b:53" is not host:port`},
+		{"resolver without port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1\n", `filtermail_dns_resolver: "127.0.0.1" is not an IP address and port`},
+		{"resolver bad port", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1:dns\n", `filtermail_dns_resolver: "127.0.0.1:dns" is not an IP address and port`},
+		{"resolver port 0", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1:0\n", `filtermail_dns_resolver: "127.0.0.1:0" is not an IP address and port`},
+		{"resolver by name", "[params]\nmail_domain = x\nfiltermail_dns_resolver = resolver.example:53\n", `filtermail_dns_resolver: "resolver.example:53" is not an IP address and port`},
 		{"metrics port too big", "[params]\nmail_domain = x\nfiltermail_metrics_port_incoming = 65536\n", "filtermail_metrics_port_incoming: 65536 is not a port"},
 		{"language twice", "[params]\nmail_domain = x\nlanguages = EN de DE\n", "languages: DE is listed twice"},
 	}
@@ -121,7 +122,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestDNSResolver(t *testing.T) {
-	for _, v := range []string{"127.0.0.53:53", "[::1]:5353", "resolver.example:53"} {
+	for _, v := range []string{"127.0.0.53:53", "[::1]:5353", "192.0.2.1:5300"} {
 		c, err := Load(writeIni(t, "[params]\nmail_domain = x\nfiltermail_dns_resolver = "+v+"\n"))
 		if err != nil {
 			t.Errorf("%q: %v", v, err)

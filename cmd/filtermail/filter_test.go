@@ -236,7 +236,7 @@ func TestStartErrors(t *testing.T) {
 			[]string{write("c.ini", "[params]\nmail_domain = x\nlanguages = EN XX\nfiltermail_host = "+host+"\n"), "outgoing"}},
 		{"template error", "www/src/info.md:3: filter 'nosuchfilter' not found",
 			[]string{write("d.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\nfiltermail_host = "+host+"\n"), "outgoing"}},
-		{"bad resolver", `filtermail_dns_resolver: "127.0.0.1" is not host:port`,
+		{"bad resolver", `filtermail_dns_resolver: "127.0.0.1" is not an IP address and port`,
 			[]string{write("g.ini", "[params]\nmail_domain = x\nfiltermail_dns_resolver = 127.0.0.1\nfiltermail_host = "+host+"\n"), "incoming"}},
 		{"render: template error", "www/src/info.md:",
 			[]string{"render", write("e.ini", "[params]\nmail_domain = x\nwww_folder = "+www+"\n"), filepath.Join(dir, "out")}},
