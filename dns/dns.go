@@ -111,6 +111,9 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) (TXT, error) {
 	if err != nil {
 		return TXT{}, err
 	}
+	if len(ans.records) == 0 {
+		return TXT{}, r.noData(name, mdns.TypeTXT)
+	}
 	txt := TXT{TTL: ans.ttl, Authenticated: ans.authenticated}
 	for _, rr := range ans.records {
 		t := rr.(*mdns.TXT)
@@ -132,8 +135,8 @@ type answer struct {
 }
 
 // exchange asks the resolver for the records of type qtype at name: over
-// UDP, then over TCP if the answer was truncated. It returns at least one
-// record, or a *net.DNSError.
+// UDP, then over TCP if the answer was truncated. It returns the records,
+// none if the name has none of that type (NODATA), or a *net.DNSError.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (answer, error) {
 	fqdn, ok := fqdnOf(name)
 	if !ok {
@@ -163,11 +166,12 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (ans
 	default:
 		return answer{}, &net.DNSError{Err: "server answered " + rcodeName(reply.Rcode), Name: name, Server: r.server}
 	}
-	ans := follow(reply, fqdn, qtype)
-	if len(ans.records) == 0 {
-		return answer{}, &net.DNSError{Err: "no " + mdns.TypeToString[qtype] + " record", Name: name, Server: r.server, IsNotFound: true}
-	}
-	return ans, nil
+	return follow(reply, fqdn, qtype), nil
+}
+
+// noData is the error for a name without records of type qtype.
+func (r *Resolver) noData(name string, qtype uint16) error {
+	return &net.DNSError{Err: "no " + mdns.TypeToString[qtype] + " record", Name: name, Server: r.server, IsNotFound: true}
 }
 
 // roundTrip sends q over network and reads the answer, within QueryTimeout
