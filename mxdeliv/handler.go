@@ -1,7 +1,8 @@
-// Package mxdeliv takes mail from other relays over HTTP: POST /mxdeliv,
-// which the relay's web server publishes over HTTPS. Each request is one
-// transaction for the incoming filter's gate, judged exactly as incoming
-// SMTP is.
+// Package mxdeliv is mail between relays over HTTPS: POST /mxdeliv. The
+// Handler takes mail from other relays (the relay's web server publishes it
+// over HTTPS), each request one transaction for the incoming filter's gate,
+// judged exactly as incoming SMTP is. The Client delivers to other relays'
+// /mxdeliv, and says what their answer means for the mail.
 package mxdeliv
 
 import (
