@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,7 +128,7 @@ func (d *service) run(ctx context.Context) error {
 
 	ls := d.listeners()
 	var site *policypages.Site
-	if ls[len(ls)-1].role == roleSide {
+	if slices.ContainsFunc(ls, func(l listener) bool { return l.role == roleSide }) {
 		// Without a side listener, the pages are not rendered at all.
 		var err error
 		if site, err = renderPages(d.cfg); err != nil {
