@@ -2,10 +2,12 @@
 // UDP and TCP on one port of 127.0.0.1, from zone data the test sets, as a
 // recursive resolver would (RA set, CNAME chains in the answer). It can also
 // misbehave on purpose: answer SERVFAIL or REFUSED, never answer, truncate
-// its UDP answers, and set or clear the DNSSEC AD bit.
+// its UDP answers, and set or clear the DNSSEC AD bit, for all answers or
+// for those of one name.
 package dnstest
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
@@ -32,6 +34,7 @@ type Server struct {
 	names         map[string]*node
 	ttl           time.Duration
 	authenticated bool
+	ad            map[string]bool // the AD bit of a name's answers, over authenticated
 	queries       map[string]int
 	last          map[string]*mdns.Msg
 }
@@ -56,6 +59,7 @@ func Start(t testing.TB) *Server {
 		addr:    pc.LocalAddr().String(),
 		names:   map[string]*node{},
 		ttl:     DefaultTTL,
+		ad:      map[string]bool{},
 		queries: map[string]int{},
 		last:    map[string]*mdns.Msg{},
 	}
@@ -215,6 +219,22 @@ func (s *Server) MX(name string, pref uint16, host string) {
 	n.rrs = append(n.rrs, &mdns.MX{Hdr: hdr(name, mdns.TypeMX), Preference: pref, Mx: mdns.Fqdn(host)})
 }
 
+// TLSA adds a TLSA record (RFC 6698) to name, such as
+// _25._tcp.mx.example.org: its usage, selector and matching type, and the
+// certificate association data.
+func (s *Server) TLSA(name string, usage, selector, matching uint8, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.node(name)
+	n.rrs = append(n.rrs, &mdns.TLSA{
+		Hdr:          hdr(name, mdns.TypeTLSA),
+		Usage:        usage,
+		Selector:     selector,
+		MatchingType: matching,
+		Certificate:  hex.EncodeToString(data),
+	})
+}
+
 // CNAME makes name an alias of target, replacing its other records: the
 // answer for name holds the CNAME and then the answer for target.
 func (s *Server) CNAME(name, target string) {
@@ -223,12 +243,13 @@ func (s *Server) CNAME(name, target string) {
 	s.node(name).rrs = []mdns.RR{&mdns.CNAME{Hdr: hdr(name, mdns.TypeCNAME), Target: mdns.Fqdn(target)}}
 }
 
-// Remove forgets name: its records and how it misbehaves. It then does not
-// exist (NXDOMAIN). Its query count stays.
+// Remove forgets name: its records and how it misbehaves, its AD bit
+// included. It then does not exist (NXDOMAIN). Its query count stays.
 func (s *Server) Remove(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.names, key(name))
+	delete(s.ad, key(name))
 }
 
 // Rcode makes every query for name answered with rcode, such as
@@ -261,6 +282,16 @@ func (s *Server) Authenticated(ad bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.authenticated = ad
+}
+
+// AuthenticatedName sets or clears the AD bit of the answers to queries for
+// name, whatever Authenticated set for the others: a signed zone seen
+// through a validating resolver among unsigned ones, or the other way
+// round. It does not make name exist.
+func (s *Server) AuthenticatedName(name string, ad bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ad[key(name)] = ad
 }
 
 // TTL sets the TTL of every record served from now on (whole seconds).
@@ -322,6 +353,9 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, q *mdns.Msg) {
 	}
 	if m.Rcode == mdns.RcodeSuccess || m.Rcode == mdns.RcodeNameError {
 		m.AuthenticatedData = s.authenticated
+		if ad, ok := s.ad[key(question.Name)]; ok {
+			m.AuthenticatedData = ad
+		}
 	}
 	s.mu.Unlock()
 

@@ -92,3 +92,55 @@ func TestManyServers(t *testing.T) {
 		ask(t, srv, "tcp", "example.org", mdns.TypeTXT)
 	}
 }
+
+func TestTLSA(t *testing.T) {
+	srv := dnstest.Start(t)
+	data := []byte{0x00, 0x5c, 0xff, 0x10}
+	srv.TLSA("_25._tcp.mx.example.org", 3, 1, 1, data)
+	srv.TLSA("_25._tcp.mx.example.org", 2, 0, 2, []byte{1})
+	for _, network := range []string{"udp", "tcp"} {
+		r := ask(t, srv, network, "_25._tcp.mx.example.org", mdns.TypeTLSA)
+		if len(r.Answer) != 2 {
+			t.Fatalf("%s TLSA: %v", network, r.Answer)
+		}
+		rr := r.Answer[0].(*mdns.TLSA)
+		if rr.Usage != 3 || rr.Selector != 1 || rr.MatchingType != 1 || rr.Certificate != "005cff10" {
+			t.Errorf("%s TLSA: %v", network, rr)
+		}
+		if rr := r.Answer[1].(*mdns.TLSA); rr.Usage != 2 || rr.Selector != 0 || rr.MatchingType != 2 || rr.Certificate != "01" {
+			t.Errorf("%s second TLSA: %v", network, rr)
+		}
+	}
+}
+
+// The AD bit of one name, against the server's setting either way; it
+// makes no name exist.
+func TestAuthenticatedName(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.TXT("signed.example", "x")
+	srv.TXT("plain.example", "x")
+	srv.AuthenticatedName("signed.example", true)
+	srv.AuthenticatedName("missing.example", true)
+	if r := ask(t, srv, "udp", "signed.example", mdns.TypeTXT); !r.AuthenticatedData {
+		t.Errorf("signed.example: AD not set")
+	}
+	if r := ask(t, srv, "udp", "plain.example", mdns.TypeTXT); r.AuthenticatedData {
+		t.Errorf("plain.example: AD set")
+	}
+	if r := ask(t, srv, "udp", "missing.example", mdns.TypeTXT); r.Rcode != mdns.RcodeNameError || !r.AuthenticatedData {
+		t.Errorf("missing.example: %v", r)
+	}
+	srv.Authenticated(true)
+	srv.AuthenticatedName("plain.example", false)
+	if r := ask(t, srv, "udp", "plain.example", mdns.TypeTXT); r.AuthenticatedData {
+		t.Errorf("plain.example under an authenticating server: AD set")
+	}
+	if r := ask(t, srv, "udp", "signed.example", mdns.TypeTXT); !r.AuthenticatedData {
+		t.Errorf("signed.example under an authenticating server: AD not set")
+	}
+	srv.Remove("plain.example")
+	srv.TXT("plain.example", "x")
+	if r := ask(t, srv, "udp", "plain.example", mdns.TypeTXT); !r.AuthenticatedData {
+		t.Errorf("plain.example after Remove: AD of the name kept")
+	}
+}
