@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-var units = []string{"filtermail.service", "filtermail-incoming.service"}
+var units = []string{"filtermail.service", "filtermail-incoming.service", "filtermail-transport.service"}
 
 // systemdAnalyze runs Debian's systemd-analyze.
 func systemdAnalyze(t *testing.T, args ...string) string {

@@ -37,10 +37,11 @@ type Metrics struct {
 	dkim             *prometheus.CounterVec
 	keyLookups       *prometheus.CounterVec
 	mxdeliv          *prometheus.CounterVec
+	transport        *transportMetrics // the transport's only
 }
 
-// New returns the metrics of a filter for direction (Outgoing or
-// Incoming), with the Go runtime's and the process's own collectors and
+// New returns the metrics of a process for direction (Outgoing, Incoming
+// or Transport), with the Go runtime's and the process's own collectors and
 // the build info of version.
 func New(direction, version string) *Metrics {
 	reg := prometheus.NewRegistry()
@@ -114,6 +115,9 @@ func New(direction, version string) *Metrics {
 		for _, s := range MxdelivStatuses() {
 			m.mxdeliv.WithLabelValues(strconv.Itoa(s))
 		}
+	}
+	if direction == Transport {
+		m.transport = newTransportMetrics(f)
 	}
 	return m
 }
@@ -227,6 +231,12 @@ func (f factory) gauge(name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: f.labels})
 	f.reg.MustRegister(g)
 	return g
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: f.labels, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
 }
 
 func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {

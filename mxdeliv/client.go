@@ -61,16 +61,19 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// Deliver posts msg, of size bytes, with its envelope to
+// Deliver posts the message, of size bytes, with its envelope to
 // https://host/mxdeliv. host is a domain or an IP address, with a port
-// where it is not 443.
-func (c *Client) Deliver(ctx context.Context, host, from string, to []string, msg io.Reader, size int64) Result {
+// where it is not 443. msg returns the message from its first byte each
+// time it is called: a request that meets a connection the server had
+// closed is sent again on a new one.
+func (c *Client) Deliver(ctx context.Context, host, from string, to []string, msg func() io.Reader, size int64) Result {
 	u := url.URL{Scheme: "https", Host: urlHost(host), Path: Path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), msg)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), msg())
 	if err != nil {
 		return Result{Outcome: Unavailable, Reply: err.Error()}
 	}
 	req.ContentLength = size
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(msg()), nil }
 	req.Header.Set("Content-Type", "message/rfc822")
 	req.Header.Set("X-Mail-From", from)
 	for _, rcpt := range to {

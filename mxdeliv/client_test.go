@@ -3,6 +3,7 @@ package mxdeliv_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +25,7 @@ func serveTLS(t *testing.T, h http.Handler) (string, *mxdeliv.Client) {
 }
 
 func deliver(c *mxdeliv.Client, host string, msg []byte) mxdeliv.Result {
-	return c.Deliver(context.Background(), host, alice, []string{bob}, bytes.NewReader(msg), int64(len(msg)))
+	return c.Deliver(context.Background(), host, alice, []string{bob}, func() io.Reader { return bytes.NewReader(msg) }, int64(len(msg)))
 }
 
 // The client against the listener, over TLS: each answer of the contract

@@ -53,7 +53,7 @@ func New(o Options) *Server {
 	srv.MaxLineLength = 0 // body lines of any length; commands are bounded by paramConn
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true // accept RET and ENVID on MAIL FROM
-	srv.ErrorLog = privateLogger{o.Log}
+	srv.ErrorLog = PrivateLogger{o.Log}
 	s.smtp = srv
 	return s
 }

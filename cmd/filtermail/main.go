@@ -1,10 +1,12 @@
 // Command filtermail is the chatmail relay's filter daemon: it refuses mail
-// that is not end-to-end encrypted and hands the rest back to Postfix. A
-// side HTTP listener serves the relay's policy pages and Prometheus
-// metrics.
+// that is not end-to-end encrypted and hands the rest back to Postfix, and
+// as the transport carries outbound mail to other relays. A side HTTP
+// listener serves the relay's policy pages; every process serves
+// Prometheus metrics.
 //
 //	filtermail [-v] CONFIG outgoing
 //	filtermail [-v] CONFIG incoming
+//	filtermail [-v] CONFIG transport
 //	filtermail render CONFIG DIR
 //	filtermail check CONFIG FILE.eml [--incoming]
 package main
@@ -27,7 +29,7 @@ import (
 	"filtermail/gate"
 )
 
-const usage = "usage: filtermail [-v] CONFIG outgoing|incoming, filtermail render CONFIG DIR, " +
+const usage = "usage: filtermail [-v] CONFIG outgoing|incoming|transport, filtermail render CONFIG DIR, " +
 	"filtermail check CONFIG FILE.eml [--incoming], or filtermail --version"
 
 // usageError is an error in the command line or the config: exit code 2,
@@ -85,8 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dir = gate.Outgoing
 	case "incoming":
 		dir = gate.Incoming
+	case "transport":
 	default:
-		return usageError{fmt.Errorf("unknown mode %q: want outgoing or incoming", args[1])}
+		return usageError{fmt.Errorf("unknown mode %q: want outgoing, incoming or transport", args[1])}
 	}
 	cfg, err := config.Load(args[0])
 	if err != nil {
@@ -95,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sockets, err := activation.FromEnvironment()
 	if err != nil {
 		return usageError{err}
+	}
+	if args[1] == "transport" {
+		t := &transportService{cfg: cfg, sockets: sockets, log: logger, debug: debugLog}
+		return t.run(ctx)
 	}
 	d := &service{cfgPath: args[0], cfg: cfg, dir: dir, sockets: sockets, log: logger, debug: debugLog,
 		skipDKIM: skipDKIM(os.Getenv("FILTERMAIL_SKIP_DKIM"))}

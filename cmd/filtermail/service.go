@@ -94,17 +94,23 @@ func (d *service) listeners() []listener {
 // listenAll binds every listener of ls on filtermail_host, or takes the
 // socket systemd passed for it. It binds all of them or none.
 func (d *service) listenAll(ls []listener) ([]net.Listener, error) {
+	return listenAll(d.sockets, d.cfg.FiltermailHost, ls)
+}
+
+// listenAll binds every listener of ls on host, or takes the socket
+// systemd passed for it. It binds all of them or none.
+func listenAll(sockets *activation.Sockets, host string, ls []listener) ([]net.Listener, error) {
 	var lns []net.Listener
 	var err error
 	for _, l := range ls {
 		var ln net.Listener
-		ln, err = d.sockets.Listen(l.key, net.JoinHostPort(d.cfg.FiltermailHost, strconv.Itoa(l.port)))
+		ln, err = sockets.Listen(l.key, net.JoinHostPort(host, strconv.Itoa(l.port)))
 		if err != nil {
 			break
 		}
 		lns = append(lns, ln)
 	}
-	if cerr := d.sockets.Close(); err == nil {
+	if cerr := sockets.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
