@@ -46,6 +46,10 @@ const (
 // BusyLimits lists the values of the limit label.
 func BusyLimits() []string { return []string{BusyTotal, BusyDomain, BusyMemory} }
 
+// TLSPolicies lists the values of the tls_policy label: where the TLS
+// that an SMTP connection needed came from.
+func TLSPolicies() []string { return []string{"dane", "mta-sts", "none"} }
+
 // transportMetrics are the transport's own metrics.
 type transportMetrics struct {
 	deliveries       *prometheus.CounterVec
@@ -53,6 +57,7 @@ type transportMetrics struct {
 	inFlight         prometheus.Gauge
 	busy             *prometheus.CounterVec
 	httpsUnavailable prometheus.Counter
+	smtpSessions     *prometheus.CounterVec
 }
 
 func newTransportMetrics(f factory) *transportMetrics {
@@ -68,6 +73,11 @@ func newTransportMetrics(f factory) *transportMetrics {
 			"Commands answered \"Transport busy\", by the bound that was reached.", "limit"),
 		httpsUnavailable: f.counter("filtermail_transport_https_unavailable_total",
 			"Deliveries to a mail exchanger whose POST /mxdeliv gave no answer, so that SMTP was tried."),
+		smtpSessions: f.counterVec("filtermail_transport_smtp_sessions_total",
+			"SMTP connections to other relays made, by the TLS policy that applied: DANE, MTA-STS or none (the transport's own rule).", "tls_policy"),
+	}
+	for _, p := range TLSPolicies() {
+		t.smtpSessions.WithLabelValues(p)
 	}
 	for _, ch := range TransportChannels() {
 		t.duration.WithLabelValues(ch)
@@ -101,3 +111,9 @@ func (m *Metrics) Busy(limit string) { m.transport.busy.WithLabelValues(limit).I
 
 // HTTPSUnavailable counts a mail exchanger whose /mxdeliv gave no answer.
 func (m *Metrics) HTTPSUnavailable() { m.transport.httpsUnavailable.Inc() }
+
+// SMTPSession counts an SMTP connection made under tlsPolicy, one of
+// TLSPolicies.
+func (m *Metrics) SMTPSession(tlsPolicy string) {
+	m.transport.smtpSessions.WithLabelValues(tlsPolicy).Inc()
+}

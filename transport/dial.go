@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"filtermail/dns"
+	"filtermail/tlspolicy"
 )
 
 // Resolver is what the transport asks of DNS; *dns.Resolver answers it.
+// TXT and TLSA records are for MTA-STS and DANE.
 type Resolver interface {
 	LookupMX(ctx context.Context, domain string) (dns.MX, error)
 	LookupAddrs(ctx context.Context, host string) (dns.Addrs, error)
+	tlspolicy.Resolver
 }
 
 // Dialing: Postfix's smtp_connect_timeout, its smtp_mx_address_limit,

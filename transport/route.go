@@ -24,6 +24,8 @@ type destination struct {
 	plain bool
 	// authenticated: the MX answer was DNSSEC-authenticated.
 	authenticated bool
+	// literal: the domain is an IP literal; it has no TLS policy.
+	literal bool
 }
 
 // plainDomains take mail over SMTP only without TLS.
@@ -66,7 +68,7 @@ var (
 // with DNS a 4xx.
 func route(ctx context.Context, r Resolver, domain string) (destination, *smtp.SMTPError) {
 	if ip, ok := ipLiteral(domain); ok {
-		return destination{domain: domain, hosts: []string{ip.String()}}, nil
+		return destination{domain: domain, hosts: []string{ip.String()}, literal: true}, nil
 	}
 	if domain == "" || strings.ContainsAny(domain, "[]/\\ ") || net.ParseIP(domain) != nil {
 		return destination{}, errBadAddress

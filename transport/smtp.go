@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"filtermail/metrics"
+	"filtermail/tlspolicy"
 )
 
 // smtpChannel delivers over SMTP on port 25, STARTTLS required.
@@ -17,6 +20,7 @@ type smtpChannel struct {
 	helo     string // our name in EHLO: the mail domain
 	pool     *pool
 	sessions tls.ClientSessionCache
+	metrics  *metrics.Metrics
 }
 
 // envelope is a transaction's sender and recipients to one domain.
@@ -26,26 +30,32 @@ type envelope struct {
 	to   []string
 }
 
-// tlsConfig is the TLS that SMTP to host must have for dest, nil for
-// none.
-func (ch *smtpChannel) tlsConfig(dest destination, host string) *tls.Config {
-	if dest.plain {
+// tlsConfig is the TLS that SMTP to host must have for dest under req,
+// nil for none. A DANE or MTA-STS requirement outranks the exceptions of
+// test domains and of domains that take mail only without TLS.
+func (ch *smtpChannel) tlsConfig(dest destination, host string, req tlspolicy.Requirement) *tls.Config {
+	if dest.plain && req.Source == tlspolicy.SourceNone {
 		return nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: ch.sessions}
 	if net.ParseIP(host) == nil {
 		cfg.ServerName = host
 	}
-	if !dest.verify {
-		cfg.InsecureSkipVerify = true
+	switch req.Source {
+	case tlspolicy.SourceDANE:
+		return req.TLSConfig(cfg, host)
+	case tlspolicy.SourceNone:
+		cfg.InsecureSkipVerify = !dest.verify
 	}
 	return cfg
 }
 
 // poolKey says which pooled connections a delivery to host for dest can
 // take: those to host made with the same TLS.
-func poolKey(dest destination, host string) string {
+func poolKey(dest destination, host string, req tlspolicy.Requirement) string {
 	switch {
+	case req.Source != tlspolicy.SourceNone:
+		return host + " " + string(req.Source)
 	case dest.plain:
 		return host + " plain"
 	case !dest.verify:
@@ -57,8 +67,8 @@ func poolKey(dest destination, host string) string {
 // connect returns a connection to host ready for a transaction: a pooled
 // one after RSET, or a new one after the greeting, EHLO and STARTTLS.
 // Its error is the reply for a host that could not be used.
-func (ch *smtpChannel) connect(ctx context.Context, dest destination, host string) (*smtpConn, *smtp.SMTPError) {
-	key := poolKey(dest, host)
+func (ch *smtpChannel) connect(ctx context.Context, dest destination, host string, req tlspolicy.Requirement) (*smtpConn, *smtp.SMTPError) {
+	key := poolKey(dest, host, req)
 	for c := ch.pool.get(key); c != nil; c = ch.pool.get(key) {
 		stop := context.AfterFunc(ctx, func() { c.Close() })
 		err := c.reset()
@@ -76,10 +86,11 @@ func (ch *smtpChannel) connect(ctx context.Context, dest destination, host strin
 	c.key = key
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	if err := c.hello(ch.helo, ch.tlsConfig(dest, host)); err != nil {
+	if err := c.hello(ch.helo, ch.tlsConfig(dest, host, req)); err != nil {
 		c.Close()
 		return nil, sessionFailure(ctx, host, err)
 	}
+	ch.metrics.SMTPSession(string(req.Source))
 	return c, nil
 }
 
@@ -189,8 +200,8 @@ func (ch *smtpChannel) send(ctx context.Context, c *smtpConn, host string, env e
 // deliver delivers msg to the recipients of env over SMTP to host. A
 // host that could not be used is a *smtp.SMTPError second result; then
 // the next mail exchanger may be tried.
-func (ch *smtpChannel) deliver(ctx context.Context, dest destination, host string, env envelope, msg *message) ([]*smtp.SMTPError, *smtp.SMTPError) {
-	c, failure := ch.connect(ctx, dest, host)
+func (ch *smtpChannel) deliver(ctx context.Context, dest destination, host string, req tlspolicy.Requirement, env envelope, msg *message) ([]*smtp.SMTPError, *smtp.SMTPError) {
+	c, failure := ch.connect(ctx, dest, host, req)
 	if failure != nil {
 		return nil, failure
 	}

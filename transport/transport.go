@@ -10,6 +10,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"sort"
@@ -21,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"filtermail/metrics"
+	"filtermail/tlspolicy"
 )
 
 // Defaults of the bounds in Options.
@@ -73,6 +75,7 @@ type Transport struct {
 	https    *httpsChannel
 	smtp     *smtpChannel
 	smtpOnly *hostMemory
+	policy   *tlspolicy.Checker
 	// deliveryTimeout bounds all deliveries of one message.
 	deliveryTimeout time.Duration
 
@@ -97,14 +100,21 @@ func New(o Options) *Transport {
 		o.MemoryBudget = DefaultMemoryBudget
 	}
 	d := &dialer{resolver: o.Resolver}
+	https := newHTTPSChannel(d, o.MaxPerDomain)
 	t := &Transport{
-		o:        o,
-		slots:    newSlots(o.MaxDeliveries, o.MaxPerDomain),
-		budget:   &budget{limit: o.MemoryBudget},
-		https:    newHTTPSChannel(d, o.MaxPerDomain),
-		smtp:     &smtpChannel{dialer: d, helo: o.Domain, pool: newPool(), sessions: tls.NewLRUClientSessionCache(0)},
+		o:      o,
+		slots:  newSlots(o.MaxDeliveries, o.MaxPerDomain),
+		budget: &budget{limit: o.MemoryBudget},
+		https:  https,
+		smtp: &smtpChannel{dialer: d, helo: o.Domain, pool: newPool(),
+			sessions: tls.NewLRUClientSessionCache(0), metrics: o.Metrics},
 		smtpOnly: newHostMemory(smtpOnlyHosts, smtpOnlyTime),
-		sweep:    make(chan struct{}),
+		policy: tlspolicy.New(tlspolicy.Options{
+			Resolver: o.Resolver,
+			HTTP:     https.verified.HTTP,
+			Log:      o.Log,
+		}),
+		sweep: make(chan struct{}),
 
 		deliveryTimeout: deliveryTimeout,
 	}
@@ -188,6 +198,17 @@ func (t *Transport) tryHosts(ctx context.Context, domain string, env envelope, m
 	}
 	var failure *smtp.SMTPError
 	for _, host := range dest.hosts {
+		// MTA-STS and DANE say which hosts may have the mail, over any
+		// channel, and the TLS that SMTP to them needs.
+		req := tlspolicy.Requirement{Source: tlspolicy.SourceNone}
+		if !dest.literal {
+			var err error
+			if req, err = t.policy.Require(ctx, domain, dest.authenticated, host); err != nil {
+				failure = policyFailure(host, err)
+				t.debugf("Transport: %s not used: %v", host, err)
+				continue
+			}
+		}
 		triedHTTPS := false
 		if !t.smtpOnly.has(host) {
 			r, res := t.https.deliver(ctx, dest, host, env, msg)
@@ -201,7 +222,7 @@ func (t *Transport) tryHosts(ctx context.Context, domain string, env envelope, m
 		if ctx.Err() != nil {
 			break
 		}
-		replies, hostFailure := t.smtp.deliver(ctx, dest, host, env, msg)
+		replies, hostFailure := t.smtp.deliver(ctx, dest, host, req, env, msg)
 		if hostFailure != nil {
 			failure = hostFailure
 			t.debugf("Transport: no SMTP delivery to %s: %s", host, hostFailure.Message)
@@ -224,6 +245,15 @@ func (t *Transport) tryHosts(ctx context.Context, domain string, env envelope, m
 		failure = reply(451, smtp.EnhancedCode{4, 4, 1}, "No mail exchanger reachable")
 	}
 	return same(failure, len(env.to)), None
+}
+
+// policyFailure is the reply for a host that MTA-STS or DANE rule out
+// for now.
+func policyFailure(host string, err error) *smtp.SMTPError {
+	if errors.Is(err, tlspolicy.ErrNotInPolicy) {
+		return reply(451, smtp.EnhancedCode{4, 7, 0}, "%s is not a mail exchanger of the MTA-STS policy", host)
+	}
+	return reply(451, smtp.EnhancedCode{4, 7, 5}, "TLSA lookup for %s failed, try again later", host)
 }
 
 // same is n times r.
