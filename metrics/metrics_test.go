@@ -331,7 +331,7 @@ func queryProblems(expr string, exported map[string]bool) []string {
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
-	for _, dir := range []string{Outgoing, Incoming} {
+	for _, dir := range []string{Outgoing, Incoming, Transport} {
 		families, err := New(dir, "test").Registry().Gather()
 		if err != nil {
 			t.Fatal(err)

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 type daemon struct {
 	*daemontest.Daemon
 	t           testing.TB
-	port        int // SMTP
+	port        int // SMTP, or the transport's LMTP
 	httpPort    int // metrics, healthz, and outgoing the pages
 	mxdelivPort int // incoming: POST /mxdeliv
 	mailDir     string
@@ -54,9 +54,12 @@ func startDaemon(t testing.TB, mode string, sinkPort int, extra ...string) *daem
 func startDaemonWith(t testing.TB, o daemontest.Options, mode string, sinkPort int, extra ...string) *daemon {
 	t.Helper()
 	portKey, reinjectKey, httpKey, mxdelivKey := "filtermail_smtp_port", "postfix_reinject_port", "filtermail_http_port", ""
-	if mode == "incoming" {
+	switch mode {
+	case "incoming":
 		portKey, reinjectKey = portKey+"_incoming", reinjectKey+"_incoming"
 		httpKey, mxdelivKey = "filtermail_metrics_port_incoming", "filtermail_http_port_incoming"
+	case "transport":
+		portKey, httpKey = "filtermail_lmtp_port_transport", "filtermail_metrics_port_transport"
 	}
 	d := &daemon{t: t, mailDir: t.TempDir()}
 	o.Mode = mode
