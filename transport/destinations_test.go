@@ -185,3 +185,17 @@ func TestDomainsInParallel(t *testing.T) {
 		t.Errorf("a.example got %d requests, want 1 for both its recipients", n)
 	}
 }
+
+// An internationalized domain is looked up by its ASCII form; the
+// recipient goes out as Postfix gave it.
+func TestInternationalizedDomain(t *testing.T) {
+	w := newWorld(t)
+	r := w.relay("xn--bcher-kva.example")
+	rcpt := "bob@bücher.example"
+	if got := w.send(alice, []string{rcpt}, message(alice, rcpt)); !has(got[rcpt], "250", "(HTTPS)") {
+		t.Fatalf("reply %q", got[rcpt])
+	}
+	if reqs := r.https.Requests(); len(reqs) != 1 || reqs[0].To[0] != rcpt {
+		t.Errorf("the relay got %+v", reqs)
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/net/idna"
+
+	"filtermail/dns"
 )
 
 // destination is where mail for one domain goes.
@@ -73,12 +76,19 @@ func route(ctx context.Context, r Resolver, domain string) (destination, *smtp.S
 	if domain == "" || strings.ContainsAny(domain, "[]/\\ ") || net.ParseIP(domain) != nil {
 		return destination{}, errBadAddress
 	}
+	// An internationalized domain is looked up by its ASCII form.
+	ascii, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return destination{}, errBadAddress
+	}
+	domain = ascii
 	dest := destination{
 		domain: domain,
 		verify: !strings.HasPrefix(domain, "_"),
 		plain:  plainDomains[domain],
 	}
-	mx, err := r.LookupMX(ctx, domain)
+	var mx dns.MX
+	mx, err = r.LookupMX(ctx, domain)
 	var derr *net.DNSError
 	switch {
 	case err == nil:
