@@ -65,7 +65,8 @@ func (p *pool) put(c *smtpConn) {
 	}
 	p.mu.Unlock()
 	if !keep {
-		c.quit()
+		// Not on the delivery's time: its reply is due now.
+		go c.quit()
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/net/idna"
-
-	"filtermail/dns"
 )
 
 // destination is where mail for one domain goes.
@@ -76,19 +74,22 @@ func route(ctx context.Context, r Resolver, domain string) (destination, *smtp.S
 	if domain == "" || strings.ContainsAny(domain, "[]/\\ ") || net.ParseIP(domain) != nil {
 		return destination{}, errBadAddress
 	}
-	// An internationalized domain is looked up by its ASCII form.
-	ascii, err := idna.Lookup.ToASCII(domain)
-	if err != nil {
-		return destination{}, errBadAddress
+	// An internationalized domain is looked up by its ASCII form. (An
+	// ASCII one stays as it is: test relays' names start with "_", which
+	// IDNA's rules refuse.)
+	if !isASCII(domain) {
+		ascii, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return destination{}, errBadAddress
+		}
+		domain = ascii
 	}
-	domain = ascii
 	dest := destination{
 		domain: domain,
 		verify: !strings.HasPrefix(domain, "_"),
 		plain:  plainDomains[domain],
 	}
-	var mx dns.MX
-	mx, err = r.LookupMX(ctx, domain)
+	mx, err := r.LookupMX(ctx, domain)
 	var derr *net.DNSError
 	switch {
 	case err == nil:
@@ -106,6 +107,15 @@ func route(ctx context.Context, r Resolver, domain string) (destination, *smtp.S
 	}
 	dest.authenticated = mx.Authenticated
 	return dest, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // dnsReason says why a lookup failed, without the resolver's address.

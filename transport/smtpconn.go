@@ -203,9 +203,12 @@ func (c *smtpConn) reset() error {
 	return nil
 }
 
+// quitTimeout bounds the wait for the reply to QUIT.
+const quitTimeout = 5 * time.Second
+
 // quit says QUIT and closes the connection.
 func (c *smtpConn) quit() {
-	c.cmd(10*time.Second, "QUIT")
+	c.cmd(quitTimeout, "QUIT")
 	c.Close()
 }
 
