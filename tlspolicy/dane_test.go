@@ -71,7 +71,7 @@ func TestDANE(t *testing.T) {
 	spki256 := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	cert256 := sha256.Sum256(leaf.Raw)
 	spki512 := sha512.Sum512(leaf.RawSubjectPublicKeyInfo)
-	ca256 := sha256.Sum256(e.ca.cert.Raw)
+	ca256 := sha256.Sum256(e.ca.ca.Cert.Raw)
 	wrong := sha256.Sum256([]byte("another key"))
 
 	tests := []struct {

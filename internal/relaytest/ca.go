@@ -21,11 +21,11 @@ import (
 // SSL_CERT_FILE to CertFile before anything loads the system roots, or
 // through Pool.
 type CA struct {
-	CertFile string         // PEM of the CA certificate
-	Pool     *x509.CertPool // holding the CA certificate
+	CertFile string            // PEM of the CA certificate
+	Pool     *x509.CertPool    // holding the CA certificate
+	Cert     *x509.Certificate // the CA certificate (for DANE-TA records)
 
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key *ecdsa.PrivateKey
 }
 
 // NewCA makes a certificate authority with an ECDSA P-256 key, valid from an
@@ -65,7 +65,7 @@ func NewCA(dir string) (*CA, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &CA{CertFile: file, Pool: pool, cert: cert, key: key}, nil
+	return &CA{CertFile: file, Pool: pool, Cert: cert, key: key}, nil
 }
 
 // Certificate issues a certificate for names, valid from an hour ago for a
@@ -73,13 +73,13 @@ func NewCA(dir string) (*CA, error) {
 // also the CommonName.
 func (ca *CA) Certificate(names ...string) (tls.Certificate, error) {
 	now := time.Now()
-	return leaf(names, now.Add(-time.Hour), now.Add(24*time.Hour), ca.cert, ca.key)
+	return leaf(names, now.Add(-time.Hour), now.Add(24*time.Hour), ca.Cert, ca.key)
 }
 
 // Expired issues a certificate for names that expired yesterday.
 func (ca *CA) Expired(names ...string) (tls.Certificate, error) {
 	now := time.Now()
-	return leaf(names, now.Add(-48*time.Hour), now.Add(-24*time.Hour), ca.cert, ca.key)
+	return leaf(names, now.Add(-48*time.Hour), now.Add(-24*time.Hour), ca.Cert, ca.key)
 }
 
 // SelfSigned makes a self-signed certificate for names, valid from an hour
@@ -90,7 +90,8 @@ func SelfSigned(names ...string) (tls.Certificate, error) {
 }
 
 // leaf makes a server certificate for names with a new key, signed by
-// parent with parentKey, or by itself if parent is nil.
+// parent with parentKey, or by itself if parent is nil. The chain holds
+// the leaf and the parent.
 func leaf(names []string, notBefore, notAfter time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (tls.Certificate, error) {
 	if len(names) == 0 {
 		return tls.Certificate{}, errors.New("relaytest: a certificate needs a name")
@@ -119,8 +120,13 @@ func leaf(names []string, notBefore, notAfter time.Time, parent *x509.Certificat
 			template.DNSNames = append(template.DNSNames, name)
 		}
 	}
+	chain := [][]byte{nil}
 	if parent == nil {
 		parent, parentKey = template, key
+	} else {
+		// The CA's certificate goes with the leaf, as a server sends its
+		// chain: a DANE-TA record names it.
+		chain = append(chain, parent.Raw)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, template, parent, &key.PublicKey, parentKey)
 	if err != nil {
@@ -130,7 +136,8 @@ func leaf(names []string, notBefore, notAfter time.Time, parent *x509.Certificat
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("relaytest: certificate for %s: %w", names[0], err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, nil
+	chain[0] = der
+	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: cert}, nil
 }
 
 // serialNumber returns a random 128-bit certificate serial number.
