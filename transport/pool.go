@@ -9,23 +9,24 @@ import (
 // kept a minute, a connection is used for at most five minutes
 // (smtp_connection_reuse_time_limit) and a hundred transactions.
 const (
-	idleTimeout    = time.Minute
-	maxConnAge     = 5 * time.Minute
-	maxConnUses    = 100
-	maxIdlePerHost = 8
-	maxIdle        = 256
+	idleTimeout = time.Minute
+	maxConnAge  = 5 * time.Minute
+	maxConnUses = 100
+	maxIdle     = 256
 )
 
 // pool keeps SMTP connections between transactions, by host and the TLS
-// they were made with.
+// they were made with: at most perHost for each, as many as deliveries to
+// one domain can use at once, and maxIdle in all.
 type pool struct {
-	mu     sync.Mutex
-	idle   map[string][]*smtpConn
-	n      int
-	closed bool
+	mu      sync.Mutex
+	idle    map[string][]*smtpConn
+	n       int
+	perHost int
+	closed  bool
 }
 
-func newPool() *pool { return &pool{idle: make(map[string][]*smtpConn)} }
+func newPool(perHost int) *pool { return &pool{idle: make(map[string][]*smtpConn), perHost: perHost} }
 
 // get returns the connection to key that was idle the shortest, or nil.
 func (p *pool) get(key string) *smtpConn {
@@ -58,7 +59,7 @@ func (p *pool) put(c *smtpConn) {
 	c.used = time.Now()
 	c.uses++
 	p.mu.Lock()
-	keep := !p.closed && c.fit(c.used) && len(p.idle[c.key]) < maxIdlePerHost && p.n < maxIdle
+	keep := !p.closed && c.fit(c.used) && len(p.idle[c.key]) < p.perHost && p.n < maxIdle
 	if keep {
 		p.idle[c.key] = append(p.idle[c.key], c)
 		p.n++

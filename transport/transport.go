@@ -106,7 +106,7 @@ func New(o Options) *Transport {
 		slots:  newSlots(o.MaxDeliveries, o.MaxPerDomain),
 		budget: &budget{limit: o.MemoryBudget},
 		https:  https,
-		smtp: &smtpChannel{dialer: d, helo: o.Domain, pool: newPool(),
+		smtp: &smtpChannel{dialer: d, helo: o.Domain, pool: newPool(o.MaxPerDomain),
 			sessions: tls.NewLRUClientSessionCache(0), metrics: o.Metrics},
 		smtpOnly: newHostMemory(smtpOnlyHosts, smtpOnlyTime),
 		policy: tlspolicy.New(tlspolicy.Options{

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 // world is a transport under test with its own DNS server, and the
 // remote relays a test starts.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	dns     *dnstest.Server
 	tr      *transport.Transport
 	lmtp    string // the transport's LMTP address
@@ -60,7 +60,7 @@ func newWorld(t *testing.T) *world {
 }
 
 // newWorldWith starts a transport with the bounds of o.
-func newWorldWith(t *testing.T, o transport.Options) *world {
+func newWorldWith(t testing.TB, o transport.Options) *world {
 	t.Helper()
 	w := &world{t: t, dns: dnstest.Start(t), log: &logtest.Buffer{}}
 	r, err := dns.NewResolver(w.dns.Addr())
