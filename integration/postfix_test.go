@@ -36,15 +36,23 @@ type postfix struct {
 // postfixConfig describes an instance.
 type postfixConfig struct {
 	Host      string    // a loopback address no other test uses
-	Services  []service // master.cf's inet services, on Host
-	SinkPort  int       // relayhost: the internet
+	Services  []service // master.cf's services, on Host
+	SinkPort  int       // relayhost: the internet; 0 for none
 	Mailboxes []string  // local parts with a maildir
+
+	// Domain is the instance's mail domain, whose users have maildirs;
+	// empty for domain.
+	Domain string
+	// Hostname is myhostname; empty for relay.test.
+	Hostname string
+	// Main holds lines added at the end of main.cf.
+	Main []string
 }
 
-// service is one inet service of master.cf.
+// service is one service of master.cf.
 type service struct {
 	Name  string // its first field as the README writes it
-	Addr  string // where it listens: host:port
+	Addr  string // where it listens: host:port; empty for a unix service
 	Entry string // its lines in master.cf, on the instance's host
 }
 
@@ -100,16 +108,16 @@ queue_directory = {{.Dir}}/queue
 data_directory = {{.Dir}}/data
 maillog_file_prefixes = {{.Dir}}
 maillog_file = {{.Dir}}/maillog
-myhostname = relay.test
-mydomain = ` + domain + `
+myhostname = {{.Hostname}}
+mydomain = {{.Domain}}
 myorigin = $mydomain
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-relayhost = [127.0.0.1]:{{.SinkPort}}
-smtp_tls_security_level = none
+{{if .SinkPort}}relayhost = [127.0.0.1]:{{.SinkPort}}
+{{end}}smtp_tls_security_level = none
 smtpd_tls_security_level = none
 smtp_dns_support_level = disabled
 disable_dns_lookups = yes
@@ -117,7 +125,7 @@ alias_maps =
 alias_database =
 local_recipient_maps =
 local_transport = error:no local delivery
-virtual_mailbox_domains = ` + domain + `
+virtual_mailbox_domains = {{.Domain}}
 virtual_mailbox_base = {{.Dir}}/mail
 virtual_mailbox_maps = texthash:{{.Dir}}/conf/vmailbox
 virtual_uid_maps = static:{{.UID}}
@@ -132,7 +140,8 @@ queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 notify_classes =
-`
+{{range .Main}}{{.}}
+{{end}}`
 
 const masterCF = `{{range .Services}}{{.Entry}}{{end}}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -175,10 +184,19 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", domain)}
+	if cfg.Domain == "" {
+		cfg.Domain = domain
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "relay.test"
+	}
+	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", cfg.Domain)}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	addrs := map[string]string{}
 	for _, s := range cfg.Services {
+		if s.Addr == "" {
+			continue
+		}
 		if other, ok := addrs[s.Addr]; ok {
 			t.Fatalf("services %s and %s both on %s", other, s.Name, s.Addr)
 		}
@@ -200,14 +218,14 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	nobody := 65534
 	var vmailbox strings.Builder
 	for _, user := range cfg.Mailboxes {
-		fmt.Fprintf(&vmailbox, "%s@%s %s/%s/\n", user, domain, domain, user)
+		fmt.Fprintf(&vmailbox, "%s@%s %s/%s/\n", user, cfg.Domain, cfg.Domain, user)
 	}
 	os.MkdirAll(p.mailDir, 0o755)
 	os.Chown(filepath.Join(dir, "mail"), nobody, nobody)
 	os.Chown(p.mailDir, nobody, nobody)
 	os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(vmailbox.String()), 0o644)
 	data := map[string]any{"Dir": dir, "Host": cfg.Host, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
-		"Services": cfg.Services}
+		"Services": cfg.Services, "Domain": cfg.Domain, "Hostname": cfg.Hostname, "Main": cfg.Main}
 	p.data = data
 	writeTemplate(t, filepath.Join(p.conf, "main.cf"), mainCF, data)
 	writeTemplate(t, filepath.Join(p.conf, "master.cf"), masterCF, data)
@@ -232,7 +250,9 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
 	}
 	for _, s := range cfg.Services {
-		waitListening(t, "Postfix "+s.Name, s.Addr)
+		if s.Addr != "" {
+			waitListening(t, "Postfix "+s.Name, s.Addr)
+		}
 	}
 	return p
 }
@@ -310,8 +330,8 @@ func (p *postfix) run(cmd string) (string, error) {
 	return string(out), err
 }
 
-// setService turns the smtpd service name off or on again, with a
-// `postfix reload`, and waits until its port follows.
+// setService turns the service name off or on again, with a `postfix
+// reload`, and waits until its port follows (a unix service has none).
 func (p *postfix) setService(name string, on bool) {
 	p.t.Helper()
 	all := p.data["Services"].([]service)
@@ -328,6 +348,9 @@ func (p *postfix) setService(name string, on bool) {
 		p.t.Fatalf("postfix reload: %v\n%s", err, out)
 	}
 	addr := p.Addr(name)
+	if addr == "" {
+		return
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
