@@ -43,7 +43,7 @@ func Build() (binary string, cleanup func(), err error) {
 
 // Options say how to start a filtermail.
 type Options struct {
-	Mode   string   // "outgoing" or "incoming"
+	Mode   string   // "outgoing", "incoming" or "transport"
 	Params []string // the lines of the config's [params] section
 	// Sockets are the config keys of the listeners the test binds, on
 	// 127.0.0.1 with a port of the kernel's choosing, and hands over.
