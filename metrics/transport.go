@@ -58,6 +58,7 @@ type transportMetrics struct {
 	busy             *prometheus.CounterVec
 	httpsUnavailable prometheus.Counter
 	smtpSessions     *prometheus.CounterVec
+	suspended        prometheus.Counter
 }
 
 func newTransportMetrics(f factory) *transportMetrics {
@@ -76,6 +77,8 @@ func newTransportMetrics(f factory) *transportMetrics {
 		smtpSessions: f.counterVec("filtermail_transport_smtp_sessions_total",
 			"SMTP connections to other relays made, by the TLS policy that applied: DANE, MTA-STS or none (the transport's own rule).", "tls_policy"),
 	}
+	t.suspended = f.counter("filtermail_transport_suspended_total",
+		"Recipients answered 451 at once because no relay of their domain could be reached lately.")
 	for _, p := range TLSPolicies() {
 		t.smtpSessions.WithLabelValues(p)
 	}
@@ -117,3 +120,7 @@ func (m *Metrics) HTTPSUnavailable() { m.transport.httpsUnavailable.Inc() }
 func (m *Metrics) SMTPSession(tlsPolicy string) {
 	m.transport.smtpSessions.WithLabelValues(tlsPolicy).Inc()
 }
+
+// Suspended counts a recipient answered 451 at once because its domain is
+// suspended.
+func (m *Metrics) Suspended() { m.transport.suspended.Inc() }

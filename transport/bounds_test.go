@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 	dto "github.com/prometheus/client_model/go"
 
+	"filtermail/internal/testnet"
 	"filtermail/transport"
 )
 
@@ -230,5 +232,56 @@ func TestHTTPSKeepAlive(t *testing.T) {
 	}
 	if n := w.value("filtermail_transport_deliveries_total", "channel", "https", "outcome", "delivered"); n != 3 {
 		t.Errorf("deliveries_total{https,delivered} = %v, want 3", n)
+	}
+}
+
+// A domain no relay of which could be reached is suspended for a while:
+// its recipients are answered 451 at once and wait in Postfix's queue.
+// Mail for other domains goes on.
+func TestUnreachableDomainSuspended(t *testing.T) {
+	w := newWorld(t)
+	w.dns.MX("down.example", 10, "mx.down.example")
+	w.dns.A("mx.down.example", testnet.Host(t)) // nothing listens there
+	w.relay("other.example")
+	rcpt := "x@down.example"
+	if got := w.send(alice, []string{rcpt}, message(alice, rcpt)); !has(got[rcpt], "451 4.4.1") {
+		t.Fatalf("first message: %q, want 451 4.4.1", got[rcpt])
+	}
+	start := time.Now()
+	got := w.send(alice, []string{rcpt, bob}, message(alice, rcpt))
+	if !has(got[rcpt], "RCPT 451 4.4.1", "suspended") {
+		t.Errorf("second message: %q, want RCPT 451 4.4.1 … suspended", got[rcpt])
+	}
+	if !has(got[bob], "250") {
+		t.Errorf("mail for another domain: %q", got[bob])
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("answered after %v", d)
+	}
+	if n := w.value("filtermail_transport_suspended_total"); n != 1 {
+		t.Errorf("suspended_total = %v, want 1", n)
+	}
+}
+
+// A domain no relay of which has answered yet takes few deliveries at
+// once: a stalling destination holds few of the connections all mail
+// shares.
+func TestSlowStart(t *testing.T) {
+	w := newWorld(t)
+	transport.SetDeliveryTimeout(w.tr, 3*time.Second)
+	slow := w.relay("slow.example")
+	slow.https.Stall()
+	var pending []<-chan map[string]string
+	for i := range 5 {
+		rcpt := fmt.Sprintf("u%d@slow.example", i)
+		pending = append(pending, w.sendAsync(alice, []string{rcpt}, message(alice, rcpt)))
+	}
+	eventually(t, "5 stalled deliveries", func() bool { return len(slow.https.Requests()) == 5 })
+	got := w.send(alice, []string{"v@slow.example"}, message(alice, bob))
+	if !has(got["v@slow.example"], "RCPT 451 4.3.2 Transport busy") {
+		t.Errorf("a 6th message for a new domain: %q, want RCPT 451 4.3.2 Transport busy", got["v@slow.example"])
+	}
+	for _, p := range pending {
+		<-p
 	}
 }

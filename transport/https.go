@@ -15,7 +15,7 @@ import (
 // answer once the message is sent (it judges and hands the mail to its
 // Postfix first).
 const (
-	httpsHandshakeTimeout = 30 * time.Second
+	httpsHandshakeTimeout = 15 * time.Second
 	httpsReplyTimeout     = 2 * time.Minute
 	httpsIdleTimeout      = 90 * time.Second
 )

@@ -31,6 +31,8 @@ const (
 	// replyGrace is how long a stopping transport waits for the replies
 	// of deliveries it cut off to be written.
 	replyGrace = 5 * time.Second
+	// slotWait is how long a recipient waits for a slot of its domain's.
+	slotWait = time.Second
 )
 
 // Replies of the transport itself.
@@ -162,12 +164,22 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errBadAddress
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !slices.Contains(s.domains, d) {
-		if why := s.t.slots.take(d); why != "" {
+	held := slices.Contains(s.domains, d)
+	s.mu.Unlock()
+	if !held {
+		if reason, ok := s.t.dests.suspended(d); ok {
+			s.t.o.Metrics.Suspended()
+			return reply(451, smtp.EnhancedCode{4, 4, 1}, "Delivery to this domain suspended for a while: %s", reason)
+		}
+		limit := s.t.dests.limit(d, s.t.o.MaxPerDomain)
+		if why := s.t.slots.takeWait(d, limit, slotWait); why != "" {
 			s.t.o.Metrics.Busy(why)
 			return errBusyRcpt
 		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !held {
 		s.domains = append(s.domains, d)
 	}
 	s.to = append(s.to, to)

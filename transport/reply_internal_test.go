@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -193,18 +194,63 @@ func TestMessageBudget(t *testing.T) {
 
 // Delivery slots: in all and per domain; a domain's count goes away.
 func TestSlots(t *testing.T) {
-	s := newSlots(3, 2)
+	s := newSlots(3)
 	for _, tt := range []struct{ domain, want string }{
 		{"a", ""}, {"a", ""}, {"a", busyDomain}, {"b", ""}, {"c", busyTotal},
 	} {
-		if got := s.take(tt.domain); got != tt.want {
+		if got := s.take(tt.domain, 2); got != tt.want {
 			t.Errorf("take(%s) = %q, want %q", tt.domain, got, tt.want)
 		}
 	}
-	s.give("a")
-	s.give("a")
+	// A recipient waits a moment for a slot of its domain's.
 	s.give("b")
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		s.give("a")
+	}()
+	if got := s.takeWait("a", 2, 10*time.Second); got != "" {
+		t.Errorf("takeWait while a slot is given back: %q", got)
+	}
+	if got := s.take("b", 2); got != "" {
+		t.Errorf("take(b) = %q", got)
+	}
+	if got := s.takeWait("c", 2, time.Minute); got != busyTotal {
+		t.Errorf("takeWait with every slot taken: %q, want %q at once", got, busyTotal)
+	}
+	for _, d := range []string{"a", "a", "b"} {
+		s.give(d)
+	}
+	if got := s.takeWait("a", 0, 10*time.Millisecond); got != busyDomain {
+		t.Errorf("takeWait past the domain's limit: %q, want %q", got, busyDomain)
+	}
 	if len(s.perDomain) != 0 || s.total != 0 {
 		t.Errorf("after giving all back: %d in flight, domains %v", s.total, s.perDomain)
+	}
+}
+
+// A domain starts with few deliveries at once, gets all once a relay of
+// it answered, and is suspended when none could be reached.
+func TestDestinations(t *testing.T) {
+	d := newDestinations()
+	if got := d.limit("a", 20); got != initialPerDomain {
+		t.Errorf("limit of a new domain %d, want %d", got, initialPerDomain)
+	}
+	if got := d.limit("a", 2); got != 2 {
+		t.Errorf("limit under a lower bound %d, want 2", got)
+	}
+	d.reached("a")
+	if got := d.limit("a", 20); got != 20 {
+		t.Errorf("limit of a domain that answered %d, want 20", got)
+	}
+	d.unreachable("a", "timeout")
+	if reason, ok := d.suspended("a"); !ok || reason != "timeout" {
+		t.Errorf("suspended = %q %v after no relay was reached", reason, ok)
+	}
+	if got := d.limit("a", 20); got != initialPerDomain {
+		t.Errorf("limit after a failure %d, want %d", got, initialPerDomain)
+	}
+	d.reached("a")
+	if _, ok := d.suspended("a"); ok {
+		t.Error("still suspended after a relay answered")
 	}
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"time"
 
 	"filtermail/metrics"
 )
@@ -13,11 +14,11 @@ type slots struct {
 	total     int
 	maxTotal  int
 	perDomain map[string]int
-	maxDomain int
+	freed     chan struct{} // closed, and made anew, when a slot is given back
 }
 
-func newSlots(maxTotal, maxDomain int) *slots {
-	return &slots{maxTotal: maxTotal, maxDomain: maxDomain, perDomain: make(map[string]int)}
+func newSlots(maxTotal int) *slots {
+	return &slots{maxTotal: maxTotal, perDomain: make(map[string]int), freed: make(chan struct{})}
 }
 
 // Why a slot was not had: the limit label of busy refusals.
@@ -27,20 +28,47 @@ const (
 	busyMemory = metrics.BusyMemory
 )
 
-// take takes a slot for a delivery to domain. It returns "" when it did,
-// or which limit was in the way.
-func (s *slots) take(domain string) string {
+// take takes a slot for a delivery to domain, of which at most limit may
+// be in flight. It returns "" when it did, or which limit was in the way.
+func (s *slots) take(domain string, limit int) string {
+	why, _ := s.try(domain, limit)
+	return why
+}
+
+// try is take, and says when a slot is given back next.
+func (s *slots) try(domain string, limit int) (string, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.total >= s.maxTotal {
-		return busyTotal
+		return busyTotal, s.freed
 	}
-	if s.perDomain[domain] >= s.maxDomain {
-		return busyDomain
+	if s.perDomain[domain] >= limit {
+		return busyDomain, s.freed
 	}
 	s.total++
 	s.perDomain[domain]++
-	return ""
+	return "", nil
+}
+
+// takeWait is take, waiting up to wait for a slot of the domain's: a
+// burst of mail for one domain waits a moment rather than go back to
+// Postfix's queue for minutes. With every slot taken it does not wait.
+func (s *slots) takeWait(domain string, limit int, wait time.Duration) string {
+	why, freed := s.try(domain, limit)
+	if why != busyDomain {
+		return why
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for why == busyDomain {
+		select {
+		case <-freed:
+		case <-timer.C:
+			return why
+		}
+		why, freed = s.try(domain, limit)
+	}
+	return why
 }
 
 // full reports whether every slot is taken.
@@ -58,4 +86,6 @@ func (s *slots) give(domain string) {
 	if s.perDomain[domain]--; s.perDomain[domain] <= 0 {
 		delete(s.perDomain, domain)
 	}
+	close(s.freed)
+	s.freed = make(chan struct{})
 }

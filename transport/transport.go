@@ -75,6 +75,7 @@ type Transport struct {
 	https    *httpsChannel
 	smtp     *smtpChannel
 	smtpOnly *hostMemory
+	dests    *destinations
 	policy   *tlspolicy.Checker
 	// deliveryTimeout bounds all deliveries of one message.
 	deliveryTimeout time.Duration
@@ -103,7 +104,8 @@ func New(o Options) *Transport {
 	https := newHTTPSChannel(d, o.MaxPerDomain)
 	t := &Transport{
 		o:      o,
-		slots:  newSlots(o.MaxDeliveries, o.MaxPerDomain),
+		slots:  newSlots(o.MaxDeliveries),
+		dests:  newDestinations(),
 		budget: &budget{limit: o.MemoryBudget},
 		https:  https,
 		smtp: &smtpChannel{dialer: d, helo: o.Domain, pool: newPool(o.MaxPerDomain),
@@ -213,6 +215,7 @@ func (t *Transport) tryHosts(ctx context.Context, domain string, env envelope, m
 		if !t.smtpOnly.has(host) {
 			r, res := t.https.deliver(ctx, dest, host, env, msg)
 			if r != nil {
+				t.dests.reached(domain)
 				return same(r, len(env.to)), HTTPS
 			}
 			triedHTTPS = true
@@ -234,16 +237,20 @@ func (t *Transport) tryHosts(ctx context.Context, domain string, env envelope, m
 		if triedHTTPS {
 			t.smtpOnly.add(host)
 		}
+		t.dests.reached(domain)
 		return replies, SMTP
 	}
 	switch {
 	case ctx.Err() != nil && t.ctx.Err() != nil:
-		failure = reply(451, smtp.EnhancedCode{4, 3, 2}, "Transport stopping, try again later")
+		return same(reply(451, smtp.EnhancedCode{4, 3, 2}, "Transport stopping, try again later"), len(env.to)), None
 	case ctx.Err() != nil:
 		failure = reply(451, smtp.EnhancedCode{4, 4, 2}, "Delivery timed out, try again later")
 	case failure == nil:
 		failure = reply(451, smtp.EnhancedCode{4, 4, 1}, "No mail exchanger reachable")
 	}
+	// No relay of the domain could be reached: more mail for it waits in
+	// Postfix's queue for a while rather than here.
+	t.dests.unreachable(domain, failure.Message)
 	return same(failure, len(env.to)), None
 }
 
