@@ -48,6 +48,9 @@ const fallbackServer = "127.0.0.1:53"
 // Resolver asks one recursive DNS server. It is safe for concurrent use.
 type Resolver struct {
 	server string
+	// cache, if set, answers exchange in place of the server: the
+	// resolver of a Cache, whose lookups read their answers from it.
+	cache *Cache
 }
 
 // NewResolver returns a resolver that asks server, given as host:port with
@@ -138,6 +141,9 @@ type answer struct {
 // UDP, then over TCP if the answer was truncated. It returns the records,
 // none if the name has none of that type (NODATA), or a *net.DNSError.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (answer, error) {
+	if r.cache != nil {
+		return r.cache.exchange(ctx, name, qtype)
+	}
 	fqdn, ok := fqdnOf(name)
 	if !ok {
 		return answer{}, &net.DNSError{Err: "invalid domain name", Name: name, Server: r.server}
