@@ -71,7 +71,7 @@ func (r mxdelivResponse) String() string { return fmt.Sprintf("%d %q", r.Status,
 // to the end of the connection, which the server closes (Connection:
 // close). Only what raw holds is sent: a request whose Content-Length
 // promises more is left waiting for the rest.
-func roundTrip(t *testing.T, addr string, raw []byte) mxdelivResponse {
+func roundTrip(t testing.TB, addr string, raw []byte) mxdelivResponse {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net"
@@ -25,7 +24,9 @@ const domain = "chat.example.org"
 // postfix is a private Postfix instance: its own config, queue, maildirs
 // and log in a temporary folder, listening on a loopback host of its own.
 type postfix struct {
-	t       *testing.T
+	t       testing.TB
+	name    string         // names it in messages; "" for none
+	logTail int            // how much of its maillog a failure logs; 0 for all
 	data    map[string]any // what main.cf and master.cf are made of
 	dir     string         // everything lives here
 	conf    string         // config_directory
@@ -45,8 +46,17 @@ type postfixConfig struct {
 	Domain string
 	// Hostname is myhostname; empty for relay.test.
 	Hostname string
-	// Main holds lines added at the end of main.cf.
+	// Main holds lines added at the end of main.cf; a parameter they
+	// set replaces the common one.
 	Main []string
+	// Files holds more files of the config folder, by name.
+	Files map[string]string
+
+	// Name names the instance in messages; empty for none.
+	Name string
+	// LogTail, if not 0, is how much of the end of its maillog a failed
+	// test logs; 0 for all of it.
+	LogTail int
 }
 
 // service is one service of master.cf.
@@ -59,7 +69,7 @@ type service struct {
 // readmeServices returns the inet services of the master.cf block in
 // README.md on host: each service name gets the host in front, and host
 // stands in for 127.0.0.1.
-func readmeServices(t *testing.T, host string) []service {
+func readmeServices(t testing.TB, host string) []service {
 	t.Helper()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -140,8 +150,7 @@ queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 notify_classes =
-{{range .Main}}{{.}}
-{{end}}`
+`
 
 const masterCF = `{{range .Services}}{{.Entry}}{{end}}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -173,7 +182,7 @@ var registerMu sync.Mutex
 // startPostfix sets up and starts a private Postfix instance. It is
 // stopped, unregistered and removed when the test ends, whether it passed
 // or not.
-func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
+func startPostfix(t testing.TB, cfg postfixConfig) *postfix {
 	t.Helper()
 	for _, tool := range []string{"postfix", "postconf"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -190,7 +199,7 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "relay.test"
 	}
-	p := &postfix{t: t, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", cfg.Domain)}
+	p := &postfix{t: t, name: cfg.Name, logTail: cfg.LogTail, dir: dir, conf: filepath.Join(dir, "conf"), Host: cfg.Host, mailDir: filepath.Join(dir, "mail", cfg.Domain)}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	addrs := map[string]string{}
 	for _, s := range cfg.Services {
@@ -225,9 +234,31 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 	os.Chown(p.mailDir, nobody, nobody)
 	os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(vmailbox.String()), 0o644)
 	data := map[string]any{"Dir": dir, "Host": cfg.Host, "SinkPort": cfg.SinkPort, "UID": nobody, "GID": nobody,
-		"Services": cfg.Services, "Domain": cfg.Domain, "Hostname": cfg.Hostname, "Main": cfg.Main}
+		"Services": cfg.Services, "Domain": cfg.Domain, "Hostname": cfg.Hostname}
 	p.data = data
-	writeTemplate(t, filepath.Join(p.conf, "main.cf"), mainCF, data)
+	// A parameter set twice makes every Postfix process warn: the common
+	// lines that Main sets again go.
+	set := map[string]bool{}
+	for _, line := range cfg.Main {
+		name, _, _ := strings.Cut(line, "=")
+		set[strings.TrimSpace(name)] = true
+	}
+	var cf strings.Builder
+	for line := range strings.Lines(execTemplate(t, mainCF, data)) {
+		if name, _, _ := strings.Cut(line, "="); !set[strings.TrimSpace(name)] {
+			cf.WriteString(line)
+		}
+	}
+	for _, line := range cfg.Main {
+		cf.WriteString(line + "\n")
+	}
+	files := map[string]string{"main.cf": cf.String()}
+	maps.Copy(files, cfg.Files)
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(p.conf, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	writeTemplate(t, filepath.Join(p.conf, "master.cf"), masterCF, data)
 
 	registerMu.Lock()
@@ -241,8 +272,12 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 			return slices.DeleteFunc(dirs, func(d string) bool { return d == p.conf })
 		})
 		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
-			t.Logf("Postfix log:\n%s", log)
+			log := p.Log()
+			if p.logTail > 0 && len(log) > p.logTail {
+				t.Logf("Postfix log%s, its end:\n…%s", p.called(), log[len(log)-p.logTail:])
+			} else {
+				t.Logf("Postfix log%s:\n%s", p.called(), log)
+			}
 		}
 	})
 	if out, err := p.run("start"); err != nil {
@@ -255,6 +290,14 @@ func startPostfix(t *testing.T, cfg postfixConfig) *postfix {
 		}
 	}
 	return p
+}
+
+// called is the instance's name in messages: " (name)", or nothing.
+func (p *postfix) called() string {
+	if p.name == "" {
+		return ""
+	}
+	return " (" + p.name + ")"
 }
 
 // Addr is the address of the service name.
@@ -280,26 +323,32 @@ func (p *postfix) stop() {
 	for deadline := time.Now().Add(20 * time.Second); syscall.Kill(n, 0) == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			syscall.Kill(n, syscall.SIGKILL)
-			p.t.Errorf("Postfix's master %d did not stop", n)
+			p.t.Errorf("Postfix's master %d%s did not stop", n, p.called())
 			return
 		}
 	}
 }
 
-func writeTemplate(t *testing.T, path, text string, data any) {
+func writeTemplate(t testing.TB, path, text string, data any) {
 	t.Helper()
-	var b bytes.Buffer
-	if err := template.Must(template.New(path).Parse(text)).Execute(&b, data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(execTemplate(t, text, data)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// execTemplate returns what the template text makes of data.
+func execTemplate(t testing.TB, text string, data any) string {
+	t.Helper()
+	var b strings.Builder
+	if err := template.Must(template.New("").Parse(text)).Execute(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
 // setAlternates edits alternate_config_directories of the default
 // instance, which must list an instance's folder before it may start.
-func setAlternates(t *testing.T, edit func([]string) []string) {
+func setAlternates(t testing.TB, edit func([]string) []string) {
 	t.Helper()
 	// Postfix installed without a configuration has no main.cf yet.
 	if out, err := exec.Command("postconf", "-d", "-h", "config_directory").Output(); err == nil {
@@ -371,14 +420,21 @@ func (p *postfix) Log() string {
 	return string(b)
 }
 
-// QueueEmpty reports whether no message waits in the queue.
-func (p *postfix) QueueEmpty() bool {
+// queue returns the messages in the queue as `postqueue -j` lists them:
+// a JSON object a line. Postfix reads its queue itself when it is stopped.
+func (p *postfix) queue() string {
 	p.t.Helper()
 	out, err := exec.Command("postqueue", "-c", p.conf, "-j").Output()
 	if err != nil {
 		p.t.Fatalf("postqueue -j: %v", err)
 	}
-	return len(bytes.TrimSpace(out)) == 0
+	return string(out)
+}
+
+// QueueEmpty reports whether no message waits in the queue.
+func (p *postfix) QueueEmpty() bool {
+	p.t.Helper()
+	return strings.TrimSpace(p.queue()) == ""
 }
 
 // waitQueueEmpty waits until no message waits in the queue: whatever
@@ -423,7 +479,7 @@ func (p *postfix) waitMailbox(user string, n int) [][]byte {
 	}
 }
 
-func waitListening(t *testing.T, what, addr string) {
+func waitListening(t testing.TB, what, addr string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, err := net.Dial("tcp", addr)

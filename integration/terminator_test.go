@@ -40,7 +40,7 @@ type proxied struct {
 
 // startTerminator listens on host:443 with cert and passes /mxdeliv on to
 // upstream (host:port). It is closed when the test ends.
-func startTerminator(t *testing.T, host string, cert tls.Certificate, upstream string) *terminator {
+func startTerminator(t testing.TB, host string, cert tls.Certificate, upstream string) *terminator {
 	t.Helper()
 	tm := &terminator{Addr: net.JoinHostPort(host, "443"), done: make(chan struct{})}
 	ln, err := net.Listen("tcp", tm.Addr)

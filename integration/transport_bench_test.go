@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,7 +20,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -247,16 +245,17 @@ func startBaseline(tb testing.TB, w *benchWorld, relays []*benchRelay) *benchPos
 		fmt.Fprintf(&transport, "%s smtp:[%s]:25\n", r.domain, r.host)
 		fmt.Fprintf(&policy, "[%s]:25 secure match=%s\n", r.host, r.mx)
 	}
-	return startBenchPostfix(tb, "postfix", benchPostfixConfig{
-		Main: `default_transport = smtp
-transport_maps = texthash:{{.Conf}}/transport
-smtp_tls_security_level = secure
-smtp_tls_policy_maps = texthash:{{.Conf}}/tls_policy
-smtp_tls_CAfile = ` + w.ca.CertFile + `
-smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache
-smtp_tls_protocols = >=TLSv1.2
-smtp_tls_mandatory_protocols = >=TLSv1.2
-`,
+	return startBenchPostfix(tb, "postfix", postfixConfig{
+		Main: []string{
+			"default_transport = smtp",
+			"transport_maps = texthash:${config_directory}/transport",
+			"smtp_tls_security_level = secure",
+			"smtp_tls_policy_maps = texthash:${config_directory}/tls_policy",
+			"smtp_tls_CAfile = " + w.ca.CertFile,
+			"smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache",
+			"smtp_tls_protocols = >=TLSv1.2",
+			"smtp_tls_mandatory_protocols = >=TLSv1.2",
+		},
 		Services: []service{{Name: "tlsmgr", Entry: "tlsmgr unix - - n 1000? 1 tlsmgr\n"}},
 		Files:    map[string]string{"transport": transport.String(), "tls_policy": policy.String()},
 	})
@@ -280,12 +279,13 @@ func startFiltermailSide(tb testing.TB, w *benchWorld) *benchPostfix {
 		},
 		Env: []string{"SSL_CERT_FILE=" + w.ca.CertFile},
 	})
-	p := startBenchPostfix(tb, "filtermail", benchPostfixConfig{
+	p := startBenchPostfix(tb, "filtermail", postfixConfig{
 		Host: host,
-		Main: `default_transport = lmtp-filtermail:inet:[` + host + `]:10083
-lmtp-filtermail_initial_destination_concurrency = 10000
-lmtp-filtermail_destination_concurrency_limit = 10000
-`,
+		Main: []string{
+			"default_transport = lmtp-filtermail:inet:[" + host + "]:10083",
+			"lmtp-filtermail_initial_destination_concurrency = 10000",
+			"lmtp-filtermail_destination_concurrency_limit = 10000",
+		},
 		Services: []service{{Name: "lmtp-filtermail", Entry: "lmtp-filtermail unix - - n - 500 lmtp\n" +
 			"  -o syslog_name=postfix/lmtp-filtermail\n  -o lmtp_tls_security_level=none\n"}},
 	})
@@ -295,200 +295,39 @@ lmtp-filtermail_destination_concurrency_limit = 10000
 }
 
 // benchPostfix is a private Postfix instance of the benchmark, and the
-// transport it delivers through, if any. Unlike startPostfix's instances
-// it puts the mail it takes on hold, so that a load is queued before its
-// delivery starts, and it works for benchmarks too.
+// transport it delivers through, if any. Its smtpd puts the mail it takes
+// on hold, so that a load is queued before its delivery starts.
 type benchPostfix struct {
-	tb   testing.TB
-	name string
-	dir  string
-	conf string
-	smtp string // its smtpd: host:25
+	*postfix
 
 	daemon  *daemontest.Daemon // the transport, or nil
 	metrics string             // the transport's /metrics
 }
 
-// benchPostfixConfig is what an instance has on top of the common
-// configuration.
-type benchPostfixConfig struct {
-	Host     string            // its loopback host; "": one of its own
-	Main     string            // main.cf lines, a template of .Dir and .Conf
-	Services []service         // master.cf entries
-	Files    map[string]string // files in its config folder
+// benchMain is what main.cf of every instance of the benchmark has on
+// top of the tests' own: an smtpd that puts every message on hold, and
+// mail that stays queued for two days, bounces too, as on a relay.
+var benchMain = []string{
+	"smtpd_relay_restrictions = permit_mynetworks, reject",
+	"smtpd_recipient_restrictions = check_recipient_access static:HOLD",
+	"maximal_queue_lifetime = 2d",
+	"bounce_queue_lifetime = 2d",
 }
 
-// benchMainCF is the common main.cf: Postfix's defaults as a relay has
-// them, but for the queue's retry times, which are as short as in the
-// other integration tests, and an smtpd that puts every message on hold.
-const benchMainCF = `compatibility_level = 3.6
-queue_directory = {{.Dir}}/queue
-data_directory = {{.Dir}}/data
-maillog_file_prefixes = {{.Dir}}
-maillog_file = {{.Dir}}/maillog
-myhostname = relay.test
-mydomain = ` + domain + `
-myorigin = $mydomain
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_recipient_restrictions = check_recipient_access static:HOLD
-smtpd_tls_security_level = none
-smtp_dns_support_level = disabled
-alias_maps =
-alias_database =
-local_recipient_maps =
-local_transport = error:no local delivery
-message_size_limit = 52428800
-delay_warning_time = 0
-notify_classes =
-maximal_queue_lifetime = 2d
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-`
-
-// startBenchPostfix sets up and starts an instance. It is stopped,
-// unregistered and removed when the benchmark ends, whether it passed or
-// not.
-func startBenchPostfix(tb testing.TB, name string, cfg benchPostfixConfig) *benchPostfix {
+// startBenchPostfix starts an instance as startPostfix does, with an
+// smtpd on port 25 of its host and the lines of benchMain before those
+// of cfg.Main; a failure logs the end of its log. When cfg.Host is
+// empty, it has a host of its own.
+func startBenchPostfix(tb testing.TB, name string, cfg postfixConfig) *benchPostfix {
 	tb.Helper()
 	if cfg.Host == "" {
 		cfg.Host = testnet.Host(tb)
 	}
-	dir, err := os.MkdirTemp("", "filtermail-bench-postfix-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	p := &benchPostfix{tb: tb, name: name, dir: dir, conf: filepath.Join(dir, "conf"), smtp: net.JoinHostPort(cfg.Host, "25")}
-	os.Chmod(dir, 0o755)
-	for _, sub := range []string{"conf", "data", "queue"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	owner, err := user.Lookup("postfix")
-	if err != nil {
-		tb.Fatalf("no postfix user: %v", err)
-	}
-	uid, _ := strconv.Atoi(owner.Uid)
-	gid, _ := strconv.Atoi(owner.Gid)
-	os.Chown(filepath.Join(dir, "data"), uid, gid)
-	data := map[string]any{"Dir": dir, "Conf": p.conf}
-	services := append([]service{{Name: "smtpd", Addr: p.smtp, Entry: p.smtp + " inet n - n - - smtpd\n"}}, cfg.Services...)
-	files := map[string]string{
-		"main.cf":   benchTemplate(tb, benchMainCF, data) + benchTemplate(tb, cfg.Main, data),
-		"master.cf": benchTemplate(tb, masterCF, map[string]any{"Services": services}),
-	}
-	for file, text := range cfg.Files {
-		files[file] = text
-	}
-	for file, text := range files {
-		if err := os.WriteFile(filepath.Join(p.conf, file), []byte(text), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-
-	registerMu.Lock()
-	defer registerMu.Unlock()
-	benchAlternates(tb, func(dirs []string) []string { return append(dirs, p.conf) })
-	tb.Cleanup(func() {
-		p.stop()
-		registerMu.Lock()
-		defer registerMu.Unlock()
-		benchAlternates(tb, func(dirs []string) []string {
-			return slices.DeleteFunc(dirs, func(d string) bool { return d == p.conf })
-		})
-		if tb.Failed() {
-			tb.Logf("Postfix log (%s), its end:\n%s", name, benchTail(p.log(), 8000))
-		}
-	})
-	if out, err := p.postfix("start"); err != nil {
-		tb.Fatalf("postfix start: %v\n%s\n%s", err, out, p.log())
-	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.Dial("tcp", p.smtp)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("Postfix (%s) does not listen on %s: %v", name, p.smtp, err)
-		}
-	}
-	return p
-}
-
-func benchTemplate(tb testing.TB, text string, data any) string {
-	tb.Helper()
-	var b strings.Builder
-	if err := template.Must(template.New("").Parse(text)).Execute(&b, data); err != nil {
-		tb.Fatal(err)
-	}
-	return b.String()
-}
-
-// benchAlternates edits alternate_config_directories of the default
-// instance, as setAlternates does, for benchmarks too. registerMu is held.
-func benchAlternates(tb testing.TB, edit func([]string) []string) {
-	tb.Helper()
-	if out, err := exec.Command("postconf", "-d", "-h", "config_directory").Output(); err == nil {
-		mainCF := filepath.Join(strings.TrimSpace(string(out)), "main.cf")
-		if _, err := os.Stat(mainCF); os.IsNotExist(err) {
-			os.WriteFile(mainCF, nil, 0o644)
-		}
-	}
-	out, err := exec.Command("postconf", "-h", "alternate_config_directories").Output()
-	if err != nil {
-		tb.Fatalf("postconf: %v", err)
-	}
-	dirs := slices.DeleteFunc(strings.Fields(strings.ReplaceAll(string(out), ",", " ")), func(d string) bool {
-		_, err := os.Stat(d)
-		return os.IsNotExist(err)
-	})
-	dirs = edit(dirs)
-	if out, err := exec.Command("postconf", "-e", "alternate_config_directories = "+strings.Join(dirs, " ")).CombinedOutput(); err != nil {
-		tb.Fatalf("postconf -e: %v\n%s", err, out)
-	}
-}
-
-// postfix runs `postfix -c CONF cmd` under script(1), as Postfix prints
-// its errors only to a terminal.
-func (p *benchPostfix) postfix(cmd string) (string, error) {
-	out, err := exec.Command("script", "-q", "-e", "-c", "postfix -c "+p.conf+" "+cmd, "/dev/null").CombinedOutput()
-	return string(out), err
-}
-
-// stop stops the instance and waits until its master process has gone.
-func (p *benchPostfix) stop() {
-	pid, _ := os.ReadFile(filepath.Join(p.dir, "queue", "pid", "master.pid"))
-	p.postfix("stop")
-	n, err := strconv.Atoi(strings.TrimSpace(string(pid)))
-	if err != nil {
-		return
-	}
-	for deadline := time.Now().Add(20 * time.Second); syscall.Kill(n, 0) == nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			syscall.Kill(n, syscall.SIGKILL)
-			p.tb.Errorf("Postfix's master %d (%s) did not stop", n, p.name)
-			return
-		}
-	}
-}
-
-func (p *benchPostfix) log() string {
-	b, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
-	return string(b)
-}
-
-func benchTail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	smtpd := net.JoinHostPort(cfg.Host, "25")
+	cfg.Services = append([]service{{Name: "smtpd", Addr: smtpd, Entry: smtpd + " inet n - n - - smtpd\n"}}, cfg.Services...)
+	cfg.Main = append(slices.Clone(benchMain), cfg.Main...)
+	cfg.Name, cfg.LogTail = name, 8000
+	return &benchPostfix{postfix: startPostfix(tb, cfg)}
 }
 
 // queued counts the messages in the instance's queue: the files of its
@@ -507,22 +346,17 @@ func (p *benchPostfix) queued() int {
 }
 
 // queuedRecipients returns the recipients of the messages in the queue.
-// Postfix reads its queue itself when it is stopped.
 func (p *benchPostfix) queuedRecipients() map[string]bool {
-	p.tb.Helper()
-	out, err := exec.Command("postqueue", "-c", p.conf, "-j").Output()
-	if err != nil {
-		p.tb.Fatalf("postqueue -j: %v", err)
-	}
+	p.t.Helper()
 	rcpts := map[string]bool{}
-	for line := range strings.Lines(string(out)) {
+	for line := range strings.Lines(p.queue()) {
 		var entry struct {
 			Recipients []struct {
 				Address string `json:"address"`
 			} `json:"recipients"`
 		}
 		if err := json.Unmarshal([]byte(line), &entry); err != nil {
-			p.tb.Fatalf("postqueue -j: %v: %q", err, line)
+			p.t.Fatalf("postqueue -j: %v: %q", err, line)
 		}
 		for _, r := range entry.Recipients {
 			rcpts[r.Address] = true
@@ -534,13 +368,13 @@ func (p *benchPostfix) queuedRecipients() map[string]bool {
 // inject queues msgs through the instance's smtpd, which puts each on
 // hold.
 func (p *benchPostfix) inject(msgs []benchMessage) {
-	p.tb.Helper()
+	p.t.Helper()
 	held := p.queued()
 	errs := make(chan error, benchInjectConns)
 	var wg sync.WaitGroup
 	for c := range benchInjectConns {
 		wg.Go(func() {
-			client, err := smtp.Dial(p.smtp)
+			client, err := smtp.Dial(p.Addr("smtpd"))
 			if err != nil {
 				errs <- err
 				return
@@ -559,22 +393,22 @@ func (p *benchPostfix) inject(msgs []benchMessage) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		p.tb.Fatal(err)
+		p.t.Fatal(err)
 	}
 	if n := p.queued(); n != held+len(msgs) {
-		p.tb.Fatalf("%s: %d messages queued, want %d", p.name, n, held+len(msgs))
+		p.t.Fatalf("%s: %d messages queued, want %d", p.name, n, held+len(msgs))
 	}
 }
 
 // release lets the messages on hold go: into the deferred queue, and a
 // flush of that.
 func (p *benchPostfix) release() {
-	p.tb.Helper()
+	p.t.Helper()
 	if out, err := exec.Command("postsuper", "-c", p.conf, "-H", "ALL").CombinedOutput(); err != nil {
-		p.tb.Fatalf("postsuper -H: %v\n%s", err, out)
+		p.t.Fatalf("postsuper -H: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("postqueue", "-c", p.conf, "-f").CombinedOutput(); err != nil {
-		p.tb.Fatalf("postqueue -f: %v\n%s", err, out)
+		p.t.Fatalf("postqueue -f: %v\n%s", err, out)
 	}
 }
 
@@ -589,7 +423,7 @@ type benchRound struct {
 // queue is empty and every message has reached its relay. Each must
 // arrive once, at its own relay, and nothing may bounce.
 func (p *benchPostfix) deliverAll(msgs []benchMessage) benchRound {
-	p.tb.Helper()
+	p.t.Helper()
 	p.inject(msgs)
 	before := map[*benchRelay]int{}
 	for _, m := range msgs {
@@ -615,7 +449,7 @@ func (p *benchPostfix) deliverAll(msgs []benchMessage) benchRound {
 			break
 		}
 		if time.Now().After(deadline) {
-			p.tb.Fatalf("%s: after %v, %d messages still queued", p.name, benchWaitLimit, p.queued())
+			p.t.Fatalf("%s: after %v, %d messages still queued", p.name, benchWaitLimit, p.queued())
 		}
 		if p.metrics != "" && i%5 == 0 {
 			r.inFlight = max(r.inFlight, int(p.metric("filtermail_transport_deliveries_in_flight")))
@@ -631,11 +465,11 @@ func (p *benchPostfix) deliverAll(msgs []benchMessage) benchRound {
 	}
 	for _, m := range msgs {
 		if n := got[m.relay.domain+" "+m.id]; n != 1 {
-			p.tb.Fatalf("%s: %s arrived %d times at %s", p.name, m.id, n, m.relay.domain)
+			p.t.Fatalf("%s: %s arrived %d times at %s", p.name, m.id, n, m.relay.domain)
 		}
 	}
-	if n := strings.Count(p.log(), "status=bounced"); n > 0 {
-		p.tb.Fatalf("%s: %d bounces", p.name, n)
+	if n := strings.Count(p.Log(), "status=bounced"); n > 0 {
+		p.t.Fatalf("%s: %d bounces", p.name, n)
 	}
 	return r
 }
@@ -799,7 +633,7 @@ func benchStalled(b *testing.B, w *benchWorld) benchStalledResult {
 		s.heap = int64(fm.metric("go_memstats_heap_inuse_bytes"))
 		s.inFlight = int(fm.metric("filtermail_transport_deliveries_in_flight"))
 		for _, p := range sides {
-			s.sent[p.name] = strings.Count(p.log(), "status=sent")
+			s.sent[p.name] = strings.Count(p.Log(), "status=sent")
 			if res.goodDone[p.name] == "never" && s.sent[p.name] >= goodTotal {
 				res.goodDone[p.name] = s.at.String()
 			}
@@ -846,7 +680,7 @@ func benchStalled(b *testing.B, w *benchWorld) benchStalledResult {
 				lost++
 			}
 		}
-		log := p.log()
+		log := p.Log()
 		fmt.Printf("%s: %d of %d messages for good domains delivered (all of them after %s), %d queued; Postfix logged %d status=sent, %d status=deferred, %d status=bounced\n",
 			p.name, delivered, goodTotal, res.goodDone[p.name], len(queued),
 			strings.Count(log, "status=sent"), strings.Count(log, "status=deferred"), strings.Count(log, "status=bounced"))
