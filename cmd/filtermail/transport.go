@@ -32,10 +32,13 @@ func (d *transportService) run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	resolver, err := dns.NewResolver(d.cfg.DNSResolver)
+	r, err := dns.NewResolver(d.cfg.DNSResolver)
 	if err != nil {
 		return usageError{fmt.Errorf("filtermail_dns_resolver: %w", err)}
 	}
+	// Every delivery asks for MX, MTA-STS and often address records:
+	// answers are kept for their TTL.
+	resolver := dns.NewCache(r, 0)
 	ls := []listener{{"filtermail_lmtp_port_transport", d.cfg.LMTPPortTransport, roleSMTP}}
 	if d.cfg.MetricsPortTransport != 0 {
 		ls = append(ls, listener{"filtermail_metrics_port_transport", d.cfg.MetricsPortTransport, roleMetrics})
