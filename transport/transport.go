@@ -287,7 +287,7 @@ func (t *Transport) logDelivery(ch Channel, replies []*smtp.SMTPError, size int6
 		parts = append(parts, fmt.Sprintf("%s (%d)", k, n))
 	}
 	sort.Strings(parts)
-	via := "over " + strings.ToUpper(string(ch))
+	via := "over " + ch.name()
 	if ch == None {
 		via = "without reaching a relay"
 	}
