@@ -285,3 +285,40 @@ func TestSlowStart(t *testing.T) {
 		<-p
 	}
 }
+
+// A message over the size bound is refused with 552 whether it said its
+// SIZE or not, and the connection goes on.
+func TestMessageTooLarge(t *testing.T) {
+	w := newWorldWith(t, transport.Options{MaxMessageBytes: 16 << 10})
+	w.relay("other.example")
+	big := message(alice, bob) + strings.Repeat("x", 20<<10) + "\r\n"
+	if got := w.send(alice, []string{bob}, big); !has(got[bob], "MAIL 552") {
+		t.Errorf("with SIZE: %q, want MAIL 552", got[bob])
+	}
+	conn, err := net.Dial("tcp", w.lmtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClientLMTP(conn)
+	defer c.Close()
+	for i, msg := range []string{big, message(alice, bob)} {
+		if err := c.Mail(alice, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(bob, nil); err != nil {
+			t.Fatal(err)
+		}
+		wc, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wc.Write([]byte(msg))
+		_, err = wc.CloseWithLMTPResponse()
+		if i == 0 && (err == nil || !strings.Contains(err.Error(), "552")) {
+			t.Errorf("without SIZE: %v, want 552", err)
+		}
+		if i == 1 && err != nil {
+			t.Errorf("the next message on the connection: %v", err)
+		}
+	}
+}

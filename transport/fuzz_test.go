@@ -119,3 +119,53 @@ func FuzzDotWriter(f *testing.F) {
 		}
 	})
 }
+
+// unstuff is the end of a DATA body and its content as RFC 5321 says,
+// line by line: the first line ".\r\n" ends it, a leading dot of any
+// other line goes. ok is false when the body has no end.
+func unstuff(data []byte) (content []byte, n int, ok bool) {
+	for n < len(data) {
+		i := bytes.Index(data[n:], []byte("\r\n"))
+		if i < 0 {
+			return nil, 0, false
+		}
+		line := data[n : n+i+2]
+		n += i + 2
+		if string(line) == ".\r\n" {
+			return content, n, true
+		}
+		if line[0] == '.' {
+			line = line[1:]
+		}
+		content = append(content, line...)
+	}
+	return nil, 0, false
+}
+
+// The body reader finds the end where RFC 5321 puts it and undoes the
+// dot-stuffing as a line reader does, however the bytes are cut.
+func FuzzBodyReader(f *testing.F) {
+	for _, s := range []string{
+		"a\r\n.\r\n", ".\r\n", "..\r\n.\r\n", ".a\r\n.\r\nrest", "a\r\r\n.\r\n", ".\r.\r\n.\r\n",
+		"a\r\n.\rb\r\n.\r\n", "x\ry\r\n.\r\n", "no end\r\n",
+	} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
+		var out bytes.Buffer
+		br := &bodyReader{out: &out}
+		step := int(cut) + 1
+		n, done := 0, false
+		for n < len(data) && !done {
+			k, d := br.scan(data[n:min(n+step, len(data))])
+			n, done = n+k, d
+		}
+		want, wantN, ok := unstuff(data)
+		if done != ok {
+			t.Fatalf("%q: end found %v, want %v", data, done, ok)
+		}
+		if ok && (n != wantN || !bytes.Equal(out.Bytes(), want)) {
+			t.Errorf("%q: %d bytes, content %q; want %d, %q", data, n, out.Bytes(), wantN, want)
+		}
+	})
+}

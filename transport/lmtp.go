@@ -62,7 +62,7 @@ func (t *Transport) newServer() *smtp.Server {
 // served at once; more wait to be accepted.
 func (t *Transport) Serve(ln net.Listener) error {
 	t.addr.Store(ln.Addr().String())
-	err := t.server.Serve(t.conns.listen(mxdeliv.LimitListener(ln, MaxConnections)))
+	err := t.server.Serve(t.conns.listen(mxdeliv.LimitListener(ln, MaxConnections), t))
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -193,7 +193,17 @@ func (s *session) Data(r io.Reader) error {
 // LMTPData reads the message, delivers it and sets each recipient's
 // reply.
 func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	// Over DATA, the connection read the body (go-smtp's reader is then
+	// empty); over BDAT, go-smtp did.
 	msg, err := readMessage(r, s.t.budget)
+	if lc, ok := s.conn.Conn().(*lmtpConn); ok {
+		if b := lc.takeBody(); b != nil {
+			if msg != nil {
+				msg.release()
+			}
+			msg, err = b.msg, b.err
+		}
+	}
 	switch {
 	case errors.Is(err, errBudget):
 		s.t.o.Metrics.Busy(busyMemory)
@@ -251,12 +261,15 @@ type conns struct {
 	stopping bool
 }
 
-// listen returns ln with its connections kept in c.
-func (c *conns) listen(ln net.Listener) net.Listener { return &trackingListener{ln, c} }
+// listen returns ln with its connections kept in c, as lmtpConns of t.
+func (c *conns) listen(ln net.Listener, t *Transport) net.Listener {
+	return &trackingListener{ln, c, t}
+}
 
 type trackingListener struct {
 	net.Listener
 	c *conns
+	t *Transport
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -264,7 +277,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: conn, c: l.c}
+	tc := &lmtpConn{Conn: conn, c: l.c, t: l.t}
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
 	if l.c.stopping {
@@ -276,22 +289,6 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	}
 	l.c.open[tc] = nil
 	return tc, nil
-}
-
-// trackedConn leaves its conns when closed.
-type trackedConn struct {
-	net.Conn
-	c    *conns
-	once sync.Once
-}
-
-func (tc *trackedConn) Close() error {
-	tc.once.Do(func() {
-		tc.c.mu.Lock()
-		delete(tc.c.open, tc)
-		tc.c.mu.Unlock()
-	})
-	return tc.Conn.Close()
 }
 
 // bind names the session of a connection; false when the transport is

@@ -58,32 +58,47 @@ type message struct {
 	reserved int64
 }
 
+// newMessage returns an empty message whose memory is reserved from b as
+// it grows.
+func newMessage(b *budget) *message { return &message{budget: b} }
+
+// Write appends p to the message. It fails with errBudget when b has no
+// room for the next chunk.
+func (m *message) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		last := len(m.chunks) - 1
+		if last < 0 || len(m.chunks[last]) == cap(m.chunks[last]) {
+			size := firstChunk
+			if last >= 0 {
+				size = min(2*cap(m.chunks[last]), maxChunk)
+			}
+			if !m.budget.reserve(int64(size)) {
+				return n, errBudget
+			}
+			m.reserved += int64(size)
+			m.chunks = append(m.chunks, make([]byte, 0, size))
+			last++
+		}
+		k := min(len(p), cap(m.chunks[last])-len(m.chunks[last]))
+		m.chunks[last] = append(m.chunks[last], p[:k]...)
+		m.size += int64(k)
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
 // readMessage reads r into a message whose memory is reserved from b. It
 // stops with errBudget when b has no room for the next chunk; the bytes
 // held until then are given back.
 func readMessage(r io.Reader, b *budget) (*message, error) {
-	m := &message{budget: b}
-	for n := firstChunk; ; n = min(2*n, maxChunk) {
-		if !b.reserve(int64(n)) {
-			m.release()
-			return nil, errBudget
-		}
-		m.reserved += int64(n)
-		chunk := make([]byte, n)
-		k, err := io.ReadFull(r, chunk)
-		if k > 0 {
-			m.chunks = append(m.chunks, chunk[:k])
-			m.size += int64(k)
-		}
-		switch err {
-		case nil:
-			continue
-		case io.EOF, io.ErrUnexpectedEOF:
-			return m, nil
-		}
+	m := newMessage(b)
+	if _, err := io.Copy(m, r); err != nil {
 		m.release()
 		return nil, err
 	}
+	return m, nil
 }
 
 // reader returns the message from its first byte.
