@@ -15,30 +15,13 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"filtermail/internal/clocktest"
 	"filtermail/internal/dnstest"
 )
 
-// clock is a time that moves only when told to.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // cacheSetup returns a DNS server and a cache of size answers in front of
 // it, whose time moves with the clock returned.
-func cacheSetup(t testing.TB, size int) (*dnstest.Server, *Cache, *clock) {
+func cacheSetup(t testing.TB, size int) (*dnstest.Server, *Cache, *clocktest.Clock) {
 	t.Helper()
 	srv := dnstest.Start(t)
 	r, err := NewResolver(srv.Addr())
@@ -46,8 +29,8 @@ func cacheSetup(t testing.TB, size int) (*dnstest.Server, *Cache, *clock) {
 		t.Fatal(err)
 	}
 	c := NewCache(r, size)
-	clk := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
-	c.now = clk.now
+	clk := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	c.now = clk.Now
 	return srv, c, clk
 }
 
@@ -117,16 +100,16 @@ func TestCacheTTL(t *testing.T) {
 	srv, c, clk := cacheSetup(t, 0)
 	srv.TXT("example.org", "one")
 	cacheTXT(t, c, "example.org")
-	clk.advance(100*time.Second + 300*time.Millisecond)
+	clk.Advance(100*time.Second + 300*time.Millisecond)
 	if txt := cacheTXT(t, c, "example.org"); txt.TTL != 199*time.Second {
 		t.Errorf("TTL %v after 100.3s, want 199s", txt.TTL)
 	}
-	clk.advance(199 * time.Second)
+	clk.Advance(199 * time.Second)
 	if txt := cacheTXT(t, c, "example.org"); txt.TTL != 0 {
 		t.Errorf("TTL %v after 299.3s, want 0", txt.TTL)
 	}
 	queries(t, srv, "example.org", 1)
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if txt := cacheTXT(t, c, "example.org"); txt.TTL != dnstest.DefaultTTL {
 		t.Errorf("TTL %v once expired, want %v", txt.TTL, dnstest.DefaultTTL)
 	}
@@ -140,10 +123,10 @@ func TestCacheTTLCapped(t *testing.T) {
 	if txt := cacheTXT(t, c, "example.org"); txt.TTL != maxTTL {
 		t.Errorf("TTL %v, want %v", txt.TTL, maxTTL)
 	}
-	clk.advance(maxTTL - time.Second)
+	clk.Advance(maxTTL - time.Second)
 	cacheTXT(t, c, "example.org")
 	queries(t, srv, "example.org", 1)
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	cacheTXT(t, c, "example.org")
 	queries(t, srv, "example.org", 2)
 }
@@ -200,12 +183,12 @@ func TestCacheNXDOMAIN(t *testing.T) {
 	notFound(t, err, "nx.example")
 	// The name now exists, but the cache still says it does not.
 	srv.MX("nx.example", 10, "mx.example")
-	clk.advance(negativeTTL - time.Second)
+	clk.Advance(negativeTTL - time.Second)
 	_, err = c.LookupMX(context.Background(), "NX.example.")
 	notFound(t, err, "NX.example.")
 	queries(t, srv, "nx.example", 1)
 
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	mx, err := c.LookupMX(context.Background(), "nx.example")
 	if err != nil || !slices.Equal(mx.Hosts, []string{"mx.example"}) {
 		t.Errorf("after %v: %+v, %v; want mx.example", negativeTTL, mx, err)
@@ -233,7 +216,7 @@ func TestCacheNODATA(t *testing.T) {
 		}
 	}
 	queries(t, srv, "example.org", 3)
-	clk.advance(negativeTTL)
+	clk.Advance(negativeTTL)
 	if _, err := c.LookupMX(ctx, "example.org"); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +308,7 @@ func TestCacheAddrs(t *testing.T) {
 	queries(t, srv, "mx.example", 2) // A and AAAA, once
 	queries(t, srv, "v4.example", 2) // A, and AAAA not found
 	// The missing AAAA is asked again sooner than the A record.
-	clk.advance(negativeTTL)
+	clk.Advance(negativeTTL)
 	if addrs, err := c.LookupAddrs(context.Background(), "v4.example"); err != nil || addrs.TTL != dnstest.DefaultTTL-negativeTTL {
 		t.Errorf("v4.example after %v: %+v, %v", negativeTTL, addrs, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"filtermail/dns"
+	"filtermail/internal/clocktest"
 	"filtermail/internal/dnstest"
 	"filtermail/internal/logtest"
 	"filtermail/internal/testnet"
@@ -31,7 +32,7 @@ type env struct {
 	host    string
 	srv     *http.Server
 	client  *http.Client
-	clock   *clock
+	clock   *clocktest.Clock
 	log     *logtest.Buffer
 	checker *tlspolicy.Checker
 
@@ -46,7 +47,7 @@ func newEnv(t *testing.T) *env {
 		dns:      dnstest.Start(t),
 		ca:       newCA(t),
 		host:     testnet.Host(t),
-		clock:    &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)},
+		clock:    clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)),
 		log:      &logtest.Buffer{},
 		handlers: map[string]http.HandlerFunc{},
 		fetches:  map[string]int{},
@@ -86,7 +87,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	e.checker = tlspolicy.New(tlspolicy.Options{Resolver: resolver, HTTP: e.client, Log: log.New(e.log, "", 0)})
-	tlspolicy.SetNow(e.checker, e.clock.now)
+	tlspolicy.SetNow(e.checker, e.clock.Now)
 	return e
 }
 
@@ -161,24 +162,6 @@ func (e *env) sts(t *testing.T, domain string) tlspolicy.STS {
 		t.Fatalf("STS(%s): %v", domain, err)
 	}
 	return sts
-}
-
-// clock is the time the Checker sees, moved on by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 func isTemporary(err error) bool { return errors.Is(err, tlspolicy.ErrTemporary) }

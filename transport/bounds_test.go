@@ -129,25 +129,9 @@ func TestMemoryBudget(t *testing.T) {
 		t.Errorf("announced over the budget: %q, want MAIL 421 4.3.2", got[bob])
 	}
 	// Without SIZE, the message is refused when it outgrows the budget.
-	conn, err := net.Dial("tcp", w.lmtp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtp.NewClientLMTP(conn)
+	c := w.dialLMTP()
 	defer c.Close()
-	if err := c.Mail(alice, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt(bob, nil); err != nil {
-		t.Fatal(err)
-	}
-	wc, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wc.Write([]byte(big))
-	_, err = wc.CloseWithLMTPResponse()
-	if err == nil || !strings.Contains(err.Error(), "451") || !strings.Contains(err.Error(), "Transport busy") {
+	if err := sendUnannounced(c, big); err == nil || !strings.Contains(err.Error(), "451") || !strings.Contains(err.Error(), "Transport busy") {
 		t.Errorf("outgrowing the budget: %v, want 451 Transport busy", err)
 	}
 	if got := w.send(alice, []string{bob}, message(alice, bob)); !has(got[bob], "250") {
@@ -295,30 +279,42 @@ func TestMessageTooLarge(t *testing.T) {
 	if got := w.send(alice, []string{bob}, big); !has(got[bob], "MAIL 552") {
 		t.Errorf("with SIZE: %q, want MAIL 552", got[bob])
 	}
+	c := w.dialLMTP()
+	defer c.Close()
+	if err := sendUnannounced(c, big); err == nil || !strings.Contains(err.Error(), "552") {
+		t.Errorf("without SIZE: %v, want 552", err)
+	}
+	if err := sendUnannounced(c, message(alice, bob)); err != nil {
+		t.Errorf("the next message on the connection: %v", err)
+	}
+}
+
+// dialLMTP connects an LMTP client to the transport.
+func (w *world) dialLMTP() *smtp.Client {
+	w.t.Helper()
 	conn, err := net.Dial("tcp", w.lmtp)
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	c := smtp.NewClientLMTP(conn)
-	defer c.Close()
-	for i, msg := range []string{big, message(alice, bob)} {
-		if err := c.Mail(alice, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Rcpt(bob, nil); err != nil {
-			t.Fatal(err)
-		}
-		wc, err := c.Data()
-		if err != nil {
-			t.Fatal(err)
-		}
-		wc.Write([]byte(msg))
-		_, err = wc.CloseWithLMTPResponse()
-		if i == 0 && (err == nil || !strings.Contains(err.Error(), "552")) {
-			t.Errorf("without SIZE: %v, want 552", err)
-		}
-		if i == 1 && err != nil {
-			t.Errorf("the next message on the connection: %v", err)
-		}
+	return smtp.NewClientLMTP(conn)
+}
+
+// sendUnannounced sends msg from alice to bob on c without SIZE, and
+// returns the LMTP reply as an error, nil for 250.
+func sendUnannounced(c *smtp.Client, msg string) error {
+	if err := c.Mail(alice, nil); err != nil {
+		return err
 	}
+	if err := c.Rcpt(bob, nil); err != nil {
+		return err
+	}
+	wc, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := wc.Write([]byte(msg)); err != nil {
+		return err
+	}
+	_, err = wc.CloseWithLMTPResponse()
+	return err
 }
