@@ -85,9 +85,9 @@ func TestSTSRefetch(t *testing.T) {
 		t.Errorf("new id: %+v, %d fetches", sts, e.fetched("relay.example"))
 	}
 	e.policy("relay.example", strings.Replace(enforce, "mx1.", "mx8.", 1))
-	e.clock.advance(tlspolicy.RefreshAfter - time.Second)
+	e.clock.Advance(tlspolicy.RefreshAfter - time.Second)
 	e.sts(t, "relay.example")
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	if sts := e.sts(t, "relay.example"); !sts.Matches("mx8.relay.example") || e.fetched("relay.example") != 3 {
 		t.Errorf("after a day: %+v, %d fetches", sts, e.fetched("relay.example"))
 	}
@@ -95,9 +95,9 @@ func TestSTSRefetch(t *testing.T) {
 	// max_age shorter than a day: fetched again when it ends.
 	e.publish("short.example", "1", "version: STSv1\nmode: enforce\nmx: mx.short.example\nmax_age: 60\n")
 	e.sts(t, "short.example")
-	e.clock.advance(59 * time.Second)
+	e.clock.Advance(59 * time.Second)
 	e.sts(t, "short.example")
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	e.sts(t, "short.example")
 	if n := e.fetched("short.example"); n != 2 {
 		t.Errorf("max_age 60: %d fetches, want 2", n)
@@ -147,7 +147,7 @@ func TestSTSKeptOnFailure(t *testing.T) {
 	}
 
 	// Past max_age, the policy is no more.
-	e.clock.advance(7 * 24 * time.Hour)
+	e.clock.Advance(7 * 24 * time.Hour)
 	if _, err := e.checker.STS(context.Background(), "relay.example"); err == nil || !isTemporary(err) {
 		t.Errorf("policy expired, server gone: %v, want a temporary error", err)
 	}
@@ -174,7 +174,7 @@ func TestSTSRetryAfter(t *testing.T) {
 		t.Errorf("%d fetches within RetryAfter, want 1", n)
 	}
 	e.policy("relay.example", enforce)
-	e.clock.advance(tlspolicy.RetryAfter)
+	e.clock.Advance(tlspolicy.RetryAfter)
 	if sts := e.sts(t, "relay.example"); sts.Mode != tlspolicy.Enforce || e.fetched("relay.example") != 2 {
 		t.Errorf("after RetryAfter: %+v, %d fetches", sts, e.fetched("relay.example"))
 	}
