@@ -142,3 +142,28 @@ func TestSMTPPerRecipient(t *testing.T) {
 		t.Errorf("bob: %q, want 451 4.3.0 … on one line", got[bob])
 	}
 }
+
+// A server that answers 421 ends its session: the connection is not used
+// again, and the next one resumes the TLS session.
+func TestSMTPClosingReply(t *testing.T) {
+	w := newWorld(t)
+	r := w.relayWith("other.example", relayOptions{noHTTPS: true})
+	r.smtp.DataReply("421 4.3.0 Closing")
+	if got := w.send(alice, []string{bob}, message(alice, bob)); !has(got[bob], "451 4.3.0 Closing (SMTP)") {
+		t.Fatalf("reply %q, want 451 4.3.0 Closing (SMTP)", got[bob])
+	}
+	r.smtp.DataReply("")
+	if got := w.send(alice, []string{bob}, message(alice, bob)); !has(got[bob], "250") {
+		t.Fatalf("reply %q", got[bob])
+	}
+	msgs := r.smtp.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	if n := r.smtp.Connections(); n != 2 {
+		t.Errorf("%d connections, want a new one after the 421", n)
+	}
+	if !msgs[0].Resumed {
+		t.Error("the second connection did not resume the TLS session")
+	}
+}

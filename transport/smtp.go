@@ -164,13 +164,18 @@ func (ch *smtpChannel) send(ctx context.Context, c *smtpConn, host string, env e
 	}
 	if r.Code/100 != 2 {
 		all(remoteReply(r.Code, r.EnhancedCode, r.Message, SMTP), everyone)
-		return replies, c.reset() == nil
+		return replies, !closing(r) && c.reset() == nil
 	}
 	var accepted []int
 	for i, to := range env.to {
 		r, err := c.cmd(commandTimeout, "RCPT TO:<%s>", to)
 		if err != nil {
 			return lost("RCPT TO", err, everyone)
+		}
+		if closing(r) {
+			// The server ends the session: the transaction is gone.
+			all(remoteReply(r.Code, r.EnhancedCode, r.Message, SMTP), everyone)
+			return replies, false
 		}
 		if r.Code/100 == 2 {
 			accepted = append(accepted, i)
@@ -187,15 +192,18 @@ func (ch *smtpChannel) send(ctx context.Context, c *smtpConn, host string, env e
 	}
 	if r.Code != 354 {
 		all(remoteReply(r.Code, r.EnhancedCode, r.Message, SMTP), accepted)
-		return replies, c.reset() == nil
+		return replies, !closing(r) && c.reset() == nil
 	}
 	r, err = c.writeData(msg)
 	if err != nil {
 		return lost("end of data", err, accepted)
 	}
 	all(remoteReply(r.Code, r.EnhancedCode, r.Message, SMTP), accepted)
-	return replies, true
+	return replies, !closing(r)
 }
+
+// closing reports whether r is a server's 421: it closes the session.
+func closing(r *serverReply) bool { return r.Code == 421 }
 
 // deliver delivers msg to the recipients of env over SMTP to host. A
 // host that could not be used is a *smtp.SMTPError second result; then
