@@ -16,18 +16,24 @@ import (
 	"filtermail/metrics"
 )
 
-// Timeouts of reinjection. Together they stay below Postfix's
-// smtpd_proxy_timeout (100s by default), so that Postfix hears filtermail's
-// answer before it gives up on the filter.
+// Timeouts of reinjection: for each step, and DefaultTimeout for all of
+// it, every read and write included. The whole stays below Postfix's
+// smtpd_proxy_timeout (100 s by default), so that Postfix hears
+// filtermail's answer before it gives up on the filter and tells its
+// client to try again: a later 250 would have the mail delivered twice.
 const (
 	dialTimeout    = 10 * time.Second
 	commandTimeout = 30 * time.Second
 	dataTimeout    = 60 * time.Second
+	// DefaultTimeout bounds a whole hand-over.
+	DefaultTimeout = 80 * time.Second
 )
 
 // Reinjector hands accepted messages back to Postfix.
 type Reinjector struct {
 	Addr string // host:port of Postfix's reinjection smtpd
+	// Timeout bounds a whole hand-over; 0 means DefaultTimeout.
+	Timeout time.Duration
 }
 
 // ErrUnreachable and ErrBroken are the answers for mail that could not be
@@ -59,16 +65,35 @@ func (e *Error) Error() string { return e.Err.Error() }
 // the transaction, or a 451 when Postfix could not be reached or the
 // connection broke.
 func (r *Reinjector) Send(ctx context.Context, from string, opts *smtp.MailOptions, to []string, msg io.WriterTo) error {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	d := net.Dialer{Timeout: dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
 	if err != nil {
 		return &Error{ErrUnreachable, err}
 	}
+	// go-smtp's client puts a deadline on each command but none on the
+	// body: the connection is closed when the hand-over's time is up,
+	// which ends any read or write.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	c := smtp.NewClient(conn)
 	c.CommandTimeout = commandTimeout
 	c.SubmissionTimeout = dataTimeout
 	defer c.Close()
+	err = send(c, from, opts, to, msg)
+	if err != nil && ctx.Err() != nil {
+		return &Error{ErrBroken, fmt.Errorf("hand-over not done within %v: %w", timeout, err)}
+	}
+	return err
+}
 
+// send runs the transaction on c.
+func send(c *smtp.Client, from string, opts *smtp.MailOptions, to []string, msg io.WriterTo) error {
 	if err := c.Hello("localhost"); err != nil {
 		return &Error{ErrUnreachable, fmt.Errorf("greeting: %w", err)}
 	}

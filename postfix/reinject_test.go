@@ -1,11 +1,16 @@
 package postfix_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"filtermail/internal/testnet"
 	"filtermail/metrics"
@@ -69,5 +74,77 @@ func TestHealth(t *testing.T) {
 	closed := net.JoinHostPort(testnet.Host(t), "10026")
 	if err := (&postfix.Reinjector{Addr: closed}).Health(context.Background()); err == nil {
 		t.Error("health of a closed port: no error")
+	}
+}
+
+// stalledPostfix is a reinjection smtpd that takes the envelope, answers
+// DATA with 354 and then reads nothing more: the client's writes of a
+// large body block.
+func stalledPostfix(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				r := bufio.NewReader(c)
+				fmt.Fprintf(c, "220 stalled ESMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+					case "EHLO":
+						fmt.Fprintf(c, "250-stalled\r\n250 8BITMIME\r\n")
+					case "DATA":
+						fmt.Fprintf(c, "354 go on\r\n")
+						<-done // and read nothing more
+						return
+					default:
+						fmt.Fprintf(c, "250 ok\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A Postfix that stops reading the body costs the hand-over's time, not
+// more: the client gets 451 within it (issue 13: no write without a
+// deadline).
+func TestSendStalledBody(t *testing.T) {
+	r := &postfix.Reinjector{Addr: stalledPostfix(t), Timeout: time.Second}
+	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), 1<<17) // 8.5 MB
+	start := time.Now()
+	err := r.Send(context.Background(), "a@chat.example.org", nil, []string{"b@example.net"}, bytes.NewReader(msg))
+	var perr *postfix.Error
+	if !errors.As(err, &perr) || perr.Reply != postfix.ErrBroken {
+		t.Errorf("error %v, want the 451 of a broken hand-over", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Send returned after %v, with a hand-over timeout of 1 s", d)
 	}
 }
