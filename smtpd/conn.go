@@ -32,15 +32,16 @@ const shutdownReply = "421 4.3.2 Service shutting down, try again later\r\n"
 // metrics and for stopping.
 type paramListener struct {
 	net.Listener
-	m *metrics.Metrics
+	m    *metrics.Metrics
+	idle time.Duration // bounds each read of a body
 
 	mu       sync.Mutex
 	conns    map[*paramConn]struct{}
 	draining bool
 }
 
-func newParamListener(ln net.Listener, m *metrics.Metrics) *paramListener {
-	return &paramListener{Listener: ln, m: m, conns: map[*paramConn]struct{}{}}
+func newParamListener(ln net.Listener, m *metrics.Metrics, idle time.Duration) *paramListener {
+	return &paramListener{Listener: ln, m: m, idle: idle, conns: map[*paramConn]struct{}{}}
 }
 
 func (l *paramListener) Accept() (net.Conn, error) {
@@ -195,6 +196,9 @@ func (c *paramConn) readMore() error {
 // readBody reads message content straight into p, keeping back what follows
 // its end.
 func (c *paramConn) readBody(p []byte) (int, error) {
+	// go-smtp sets its deadline once, for the whole body: each read of it
+	// gets its own instead.
+	c.SetReadDeadline(time.Now().Add(c.l.idle))
 	n, err := c.Conn.Read(p)
 	if n == 0 && c.wokenByDrain(err) {
 		return 0, nil

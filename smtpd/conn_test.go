@@ -132,7 +132,7 @@ func FuzzParamConn(f *testing.F) {
 	f.Add([]byte("BDAT 5 LAST\r\nhelloRSET\r\n"), uint8(3), false)
 	f.Add([]byte("MAIL FROM:<a@b>\r\nDATA\r\nHello!\r\r\n.\r\nRSET\r\nDATA\r\n.\r\r\n.\r\nQUIT\r\n"), uint8(1), true)
 	f.Fuzz(func(t *testing.T, input []byte, step uint8, accept bool) {
-		l := newParamListener(nil, metrics.New("outgoing", "test"))
+		l := newParamListener(nil, metrics.New("outgoing", "test"), time.Minute)
 		fc := &fakeConn{in: input, step: int(step%64) + 1}
 		c := &paramConn{Conn: fc, l: l}
 		l.conns[c] = struct{}{}

@@ -18,7 +18,10 @@ import (
 
 // Limits of the SMTP server.
 const (
-	readTimeout   = 5 * time.Minute // Postfix's smtpd_timeout
+	// readTimeout bounds each read: a command, or the next bytes of a
+	// message's body (a slow sender is fine, a stalled one is not), as
+	// Postfix's smtpd_timeout.
+	readTimeout   = 5 * time.Minute
 	writeTimeout  = time.Minute
 	maxRecipients = 1000 // Postfix's smtpd_recipient_limit
 )
@@ -39,11 +42,13 @@ type Server struct {
 	metrics *metrics.Metrics
 	smtp    *smtp.Server
 	ln      *paramListener
+	// idle is readTimeout, shorter in tests.
+	idle time.Duration
 }
 
 // New returns the SMTP front end of the filter whose gate is o.Gate.
 func New(o Options) *Server {
-	s := &Server{gate: o.Gate, log: o.Log, metrics: o.Metrics}
+	s := &Server{gate: o.Gate, log: o.Log, metrics: o.Metrics, idle: readTimeout}
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = o.Domain
 	srv.ReadTimeout = readTimeout
@@ -60,7 +65,8 @@ func New(o Options) *Server {
 
 // Listen makes ln the filter's SMTP listener, which Serve answers on.
 func (s *Server) Listen(ln net.Listener) {
-	s.ln = newParamListener(ln, s.metrics)
+	s.smtp.ReadTimeout = s.idle
+	s.ln = newParamListener(ln, s.metrics, s.idle)
 }
 
 // Serve answers SMTP connections on the listener given to Listen until

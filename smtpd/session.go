@@ -42,13 +42,23 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+// errBodyBroken is the reply when the body could not be read to its end:
+// the client went quiet past the timeout, or the connection broke. It is
+// temporary, and names no address.
+var errBodyBroken = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout or error reading the message, try again later"}
+
 func (ss *session) Data(r io.Reader) error {
 	var msg gate.Buffer
 	if _, err := msg.ReadFrom(r); err != nil {
-		if errors.Is(err, smtp.ErrDataTooLarge) {
+		var reply *smtp.SMTPError
+		switch {
+		case errors.Is(err, smtp.ErrDataTooLarge):
 			ss.s.gate.TooLarge(ss.s.smtp.MaxMessageBytes, len(ss.to))
+			return err
+		case errors.Is(err, smtp.ErrDataReset), errors.As(err, &reply):
+			return err
 		}
-		return err
+		return errBodyBroken
 	}
 	return ss.s.gate.Submit(context.Background(), &gate.Transaction{From: ss.from, Opts: ss.opts, To: ss.to, Message: &msg})
 }

@@ -29,6 +29,12 @@ const (
 // sinkPort, without DKIM checks, and returns it with its metrics and log.
 func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.Metrics, *logtest.Buffer) {
 	t.Helper()
+	return startFilterIdle(t, dir, sinkPort, readTimeout)
+}
+
+// startFilterIdle is startFilter with idle as the read timeout.
+func startFilterIdle(t *testing.T, dir Direction, sinkPort int, idle time.Duration) (*Server, *metrics.Metrics, *logtest.Buffer) {
+	t.Helper()
 	m := metrics.New(dir.String(), "test")
 	var logBuf logtest.Buffer
 	logger := log.New(&logBuf, "", 0)
@@ -42,6 +48,7 @@ func startFilter(t *testing.T, dir Direction, sinkPort int) (*Server, *metrics.M
 		Metrics:       m,
 	})
 	s := New(Options{Domain: "chat.example.org", MaxMessageBytes: 1 << 20, Gate: g, Log: logger, Metrics: m})
+	s.idle = idle
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

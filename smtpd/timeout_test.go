@@ -1,0 +1,56 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"filtermail/filter/filtertest"
+	"filtermail/smtpd/smtpdtest"
+)
+
+// The read timeout bounds each read, not the whole body: a sender slower
+// than the timeout in all, but never quiet that long, is served; one that
+// goes quiet inside DATA gets a temporary reply that names no address.
+func TestBodyReadTimeout(t *testing.T) {
+	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+	const idle = 500 * time.Millisecond
+	s, _, _ := startFilterIdle(t, Outgoing, sink.Port, idle)
+	from, to := "alice@chat.example.org", "bob@example.net"
+	msg := filtertest.Encrypted(from, to, filtertest.GoCryptoV6(t, []byte("slow")))
+
+	c := smtpdtest.Dial(t, s.ln.Addr().String())
+	c.Want("MAIL FROM:<"+from+">", "250")
+	c.Want("RCPT TO:<"+to+">", "250")
+	c.Want("DATA", "354")
+	// Four times the timeout in all, in pieces a fifth of it apart.
+	const pieces = 20
+	for i := range pieces {
+		part := msg[i*len(msg)/pieces : (i+1)*len(msg)/pieces]
+		if _, err := c.Conn.Write(part); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(idle / 5)
+	}
+	c.Conn.Write([]byte(".\r\n"))
+	if reply := c.Reply(); !strings.HasPrefix(reply, "250") {
+		t.Errorf("a slow sender: %q, want 250", reply)
+	}
+
+	c = smtpdtest.Dial(t, s.ln.Addr().String())
+	c.Want("MAIL FROM:<"+from+">", "250")
+	c.Want("RCPT TO:<"+to+">", "250")
+	c.Want("DATA", "354")
+	c.Conn.Write(msg[:len(msg)/2])
+	start := time.Now()
+	reply := c.Reply()
+	if !strings.HasPrefix(reply, "421 4.4.2") || strings.Contains(reply, "127.0.0.1") {
+		t.Errorf("a sender quiet inside DATA: %q, want 421 4.4.2 without an address", reply)
+	}
+	if d := time.Since(start); d > 10*idle {
+		t.Errorf("answered after %v", d)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("the sink has %d messages, want the slow sender's", n)
+	}
+}
