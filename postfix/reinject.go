@@ -34,6 +34,8 @@ type Reinjector struct {
 	Addr string // host:port of Postfix's reinjection smtpd
 	// Timeout bounds a whole hand-over; 0 means DefaultTimeout.
 	Timeout time.Duration
+
+	health health
 }
 
 // ErrUnreachable and ErrBroken are the answers for mail that could not be

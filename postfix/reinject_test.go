@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +147,50 @@ func TestSendStalledBody(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Send returned after %v, with a hand-over timeout of 1 s", d)
+	}
+}
+
+// However often health is asked, Postfix sees one connection while the
+// answer stands.
+func TestHealthCached(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			fmt.Fprintf(c, "220 ok\r\n")
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
+						fmt.Fprintf(c, "221 bye\r\n")
+						return
+					}
+					fmt.Fprintf(c, "250 ok\r\n")
+				}
+			}()
+		}
+	}()
+	r := &postfix.Reinjector{Addr: ln.Addr().String()}
+	for range 200 {
+		if err := r.Health(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("200 health checks made %d connections, want 1", n)
 	}
 }

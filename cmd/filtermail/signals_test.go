@@ -140,7 +140,13 @@ func TestHealthz(t *testing.T) {
 		t.Errorf("/healthz with Postfix up: %s %q", resp.Status, body)
 	}
 	sink.Close()
-	resp, body = d.get(t, "/healthz")
+	// The last answer about Postfix stands for a few seconds.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, body = d.get(t, "/healthz")
+		if resp.StatusCode != 200 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if resp.StatusCode != 503 || !strings.Contains(string(body), "reinjection port "+sink.Addr()) {
 		t.Errorf("/healthz with Postfix down: %s %q", resp.Status, body)
 	}
