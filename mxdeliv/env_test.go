@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"filtermail/activation"
 	"filtermail/dkim"
 	"filtermail/dns"
 	"filtermail/filter"
@@ -115,7 +116,7 @@ func start(t *testing.T, c config) *env {
 	e.addr = ln.Addr().String()
 	e.url = "http://" + e.addr
 	served := make(chan error, 1)
-	go func() { served <- e.srv.Serve(mxdeliv.LimitListener(ln, c.conns)) }()
+	go func() { served <- e.srv.Serve(activation.LimitListener(ln, c.conns)) }()
 	e.client = &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	t.Cleanup(func() {
 		e.client.CloseIdleConnections()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"filtermail/activation"
 	"filtermail/gate"
 	"filtermail/metrics"
 )
@@ -24,6 +25,10 @@ const (
 	readTimeout   = 5 * time.Minute
 	writeTimeout  = time.Minute
 	maxRecipients = 1000 // Postfix's smtpd_recipient_limit
+	// MaxConnections bounds the SMTP connections served at once; past it,
+	// new ones wait in the listen queue until one closes. Postfix opens
+	// one for each of its smtpd processes (default_process_limit, 100).
+	MaxConnections = 1000
 )
 
 // Options configure a Server.
@@ -63,10 +68,11 @@ func New(o Options) *Server {
 	return s
 }
 
-// Listen makes ln the filter's SMTP listener, which Serve answers on.
+// Listen makes ln the filter's SMTP listener, which Serve answers on, at
+// most MaxConnections at once.
 func (s *Server) Listen(ln net.Listener) {
 	s.smtp.ReadTimeout = s.idle
-	s.ln = newParamListener(ln, s.metrics, s.idle)
+	s.ln = newParamListener(activation.LimitListener(ln, MaxConnections), s.metrics, s.idle)
 }
 
 // Serve answers SMTP connections on the listener given to Listen until

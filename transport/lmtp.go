@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"filtermail/mxdeliv"
+	"filtermail/activation"
 	"filtermail/smtpd"
 )
 
@@ -62,7 +62,7 @@ func (t *Transport) newServer() *smtp.Server {
 // served at once; more wait to be accepted.
 func (t *Transport) Serve(ln net.Listener) error {
 	t.addr.Store(ln.Addr().String())
-	err := t.server.Serve(t.conns.listen(mxdeliv.LimitListener(ln, MaxConnections), t))
+	err := t.server.Serve(t.conns.listen(activation.LimitListener(ln, MaxConnections), t))
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}

@@ -188,7 +188,7 @@ func (d *service) run(ctx context.Context) error {
 		case roleMxdeliv:
 			h := &mxdeliv.Handler{Gate: d.gate, MaxMessageBytes: d.cfg.MaxMessageSize, Log: d.log, Metrics: d.metrics}
 			srv = mxdeliv.NewServer(h, d.log)
-			ln = mxdeliv.LimitListener(ln, mxdeliv.MaxConnections)
+			ln = activation.LimitListener(ln, mxdeliv.MaxConnections)
 			serving = append(serving, fmt.Sprintf("POST %s on http://%s", mxdeliv.Path, ln.Addr()))
 		case roleMetrics:
 			srv = newSideServer(http.NotFoundHandler(), d.metrics.Handler(), health, d.log)
