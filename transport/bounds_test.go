@@ -67,17 +67,29 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// stallDeliveries starts a relay for slow.example whose /mxdeliv never
+// answers, sends one message to each of rcpts there, and waits until the
+// relay holds them all. Each reply comes when its delivery ends.
+func (w *world) stallDeliveries(t *testing.T, rcpts ...string) []<-chan map[string]string {
+	t.Helper()
+	slow := w.relay("slow.example")
+	slow.https.Stall()
+	var pending []<-chan map[string]string
+	for _, rcpt := range rcpts {
+		pending = append(pending, w.sendAsync(alice, []string{rcpt}, message(alice, rcpt)))
+	}
+	eventually(t, fmt.Sprintf("%d stalled deliveries", len(rcpts)), func() bool { return len(slow.https.Requests()) == len(rcpts) })
+	return pending
+}
+
 // A destination that stalls takes its own slots only: more mail for it is
 // answered "busy" at once, mail for others still goes. Every message is
 // answered.
 func TestBusyDomain(t *testing.T) {
 	w := newWorldWith(t, transport.Options{MaxPerDomain: 1})
 	transport.SetDeliveryTimeout(w.tr, 3*time.Second)
-	slow := w.relay("slow.example")
-	slow.https.Stall()
 	w.relay("other.example")
-	first := w.sendAsync(alice, []string{"x@slow.example"}, message(alice, "x@slow.example"))
-	eventually(t, "the stalled delivery", func() bool { return len(slow.https.Requests()) == 1 })
+	first := w.stallDeliveries(t, "x@slow.example")[0]
 
 	start := time.Now()
 	got := w.send(alice, []string{"y@slow.example", bob}, message(alice, bob))
@@ -105,10 +117,7 @@ func TestBusyDomain(t *testing.T) {
 func TestBusyTotal(t *testing.T) {
 	w := newWorldWith(t, transport.Options{MaxDeliveries: 1})
 	transport.SetDeliveryTimeout(w.tr, 3*time.Second)
-	slow := w.relay("slow.example")
-	slow.https.Stall()
-	done := w.sendAsync(alice, []string{"x@slow.example"}, message(alice, "x@slow.example"))
-	eventually(t, "the stalled delivery", func() bool { return len(slow.https.Requests()) == 1 })
+	done := w.stallDeliveries(t, "x@slow.example")[0]
 	got := w.send(alice, []string{bob}, message(alice, bob))
 	if !has(got[bob], "MAIL 421 4.3.2 Transport busy") {
 		t.Errorf("%q, want MAIL 421 4.3.2 Transport busy", got[bob])
@@ -172,15 +181,12 @@ func TestStalledRelays(t *testing.T) {
 // at the deadline with a 4xx: Postfix keeps those messages.
 func TestShutdown(t *testing.T) {
 	w := newWorld(t)
-	slow := w.relay("slow.example")
-	slow.https.Stall()
 	idle, err := net.Dial("tcp", w.lmtp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	got := w.sendAsync(alice, []string{"x@slow.example"}, message(alice, "x@slow.example"))
-	eventually(t, "the stalled delivery", func() bool { return len(slow.https.Requests()) == 1 })
+	got := w.stallDeliveries(t, "x@slow.example")[0]
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -253,14 +259,11 @@ func TestUnreachableDomainSuspended(t *testing.T) {
 func TestSlowStart(t *testing.T) {
 	w := newWorld(t)
 	transport.SetDeliveryTimeout(w.tr, 3*time.Second)
-	slow := w.relay("slow.example")
-	slow.https.Stall()
-	var pending []<-chan map[string]string
+	var rcpts []string
 	for i := range 5 {
-		rcpt := fmt.Sprintf("u%d@slow.example", i)
-		pending = append(pending, w.sendAsync(alice, []string{rcpt}, message(alice, rcpt)))
+		rcpts = append(rcpts, fmt.Sprintf("u%d@slow.example", i))
 	}
-	eventually(t, "5 stalled deliveries", func() bool { return len(slow.https.Requests()) == 5 })
+	pending := w.stallDeliveries(t, rcpts...)
 	got := w.send(alice, []string{"v@slow.example"}, message(alice, bob))
 	if !has(got["v@slow.example"], "RCPT 451 4.3.2 Transport busy") {
 		t.Errorf("a 6th message for a new domain: %q, want RCPT 451 4.3.2 Transport busy", got["v@slow.example"])
