@@ -32,16 +32,18 @@ const shutdownReply = "421 4.3.2 Service shutting down, try again later\r\n"
 // metrics and for stopping.
 type paramListener struct {
 	net.Listener
-	m    *metrics.Metrics
-	idle time.Duration // bounds each read of a body
+	m       *metrics.Metrics
+	idle    time.Duration // bounds each read of a body
+	minRate int           // bytes per second a body must keep up
+	limit   int64         // bounds a DATA body
 
 	mu       sync.Mutex
 	conns    map[*paramConn]struct{}
 	draining bool
 }
 
-func newParamListener(ln net.Listener, m *metrics.Metrics, idle time.Duration) *paramListener {
-	return &paramListener{Listener: ln, m: m, idle: idle, conns: map[*paramConn]struct{}{}}
+func newParamListener(ln net.Listener, m *metrics.Metrics, idle time.Duration, limit int64) *paramListener {
+	return &paramListener{Listener: ln, m: m, idle: idle, minRate: minDataRate, limit: limit, conns: map[*paramConn]struct{}{}}
 }
 
 func (l *paramListener) Accept() (net.Conn, error) {
@@ -49,7 +51,7 @@ func (l *paramListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &paramConn{Conn: nc, l: l}
+	c := &paramConn{Conn: nc, l: l, limit: l.limit}
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	c.draining.Store(l.draining)
@@ -96,12 +98,10 @@ func (l *paramListener) cutOff() {
 //   - ends the connection with a 421 between transactions when the filter
 //     is stopping.
 //
-// It follows the session closely enough to leave message content alone: a
-// DATA body from the 354 reply to the end-of-data line (see dataEnd), and
-// BDAT chunks by their size. Where go-smtp's data reader would miss that
-// end-of-data line, paramConn hands it, right after the body, the bytes
-// that make it end there (see dataBody). Command lines longer than
-// maxCommandLine end the connection.
+// It follows the session closely enough to leave message content alone:
+// a DATA body it reads itself, in blocks, for the session (see dataBody),
+// and BDAT chunks it passes to go-smtp by their size. Command lines
+// longer than maxCommandLine end the connection.
 type paramConn struct {
 	net.Conn
 	l *paramListener
@@ -111,8 +111,9 @@ type paramConn struct {
 	out   []byte // looked at, ready for go-smtp
 	err   error  // the client connection's read error, once it came
 	state int
-	data  dataBody // where a DATA body ends
-	chunk uint64   // bytes of the BDAT chunk still to come
+	body  *dataBody // the DATA body being read, in stateData
+	chunk uint64    // bytes of the BDAT chunk still to come
+	limit int64     // the size bound of a DATA body
 	buf   [4096]byte
 
 	// Written by go-smtp's connection goroutine: replies to the commands
@@ -143,15 +144,16 @@ const (
 
 func (c *paramConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
-		if c.state == stateAfterDATA {
-			// go-smtp answers DATA before it reads again.
-			c.state = stateCommand
-			if c.accepted {
-				c.state, c.data = stateData, dataBody{}
+		c.startBody()
+		if c.state == stateData {
+			// The session did not read the body, or not all of it.
+			if err := c.body.discard(); err != nil {
+				return 0, err
 			}
+			continue
 		}
-		if len(c.in) == 0 && c.err == nil && (c.state == stateData || c.state == stateChunk) {
-			return c.readBody(p)
+		if len(c.in) == 0 && c.err == nil && c.state == stateChunk {
+			return c.readChunk(p)
 		}
 		if c.process() {
 			continue
@@ -170,6 +172,31 @@ func (c *paramConn) Read(p []byte) (int, error) {
 	n := copy(p, c.out)
 	c.out = c.out[n:]
 	return n, nil
+}
+
+// startBody moves on from a DATA command once go-smtp has answered it:
+// to its body, if the answer was 354. go-smtp answers DATA before it
+// reads again.
+func (c *paramConn) startBody() {
+	if c.state != stateAfterDATA {
+		return
+	}
+	c.state = stateCommand
+	if c.accepted {
+		c.state, c.body = stateData, newDataBody(c, c.limit)
+	}
+}
+
+// Body returns the DATA body that go-smtp has just answered 354 for, to
+// be read by the session within go-smtp's Data call; nil if there is
+// none (BDAT). Its Read returns smtp.ErrDataTooLarge at the end of a
+// body over the size bound.
+func (c *paramConn) Body() io.Reader {
+	c.startBody()
+	if c.state != stateData {
+		return nil
+	}
+	return c.body
 }
 
 // readMore reads from the client into c.in. Between transactions of a
@@ -193,20 +220,19 @@ func (c *paramConn) readMore() error {
 	return nil
 }
 
-// readBody reads message content straight into p, keeping back what follows
-// its end.
-func (c *paramConn) readBody(p []byte) (int, error) {
-	// go-smtp sets its deadline once, for the whole body: each read of it
-	// gets its own instead.
+// readChunk reads BDAT content straight into p, keeping back what
+// follows the chunk.
+func (c *paramConn) readChunk(p []byte) (int, error) {
+	// go-smtp sets its deadline once, for the whole chunk: each read of
+	// it gets its own instead.
 	c.SetReadDeadline(time.Now().Add(c.l.idle))
 	n, err := c.Conn.Read(p)
 	if n == 0 && c.wokenByDrain(err) {
 		return 0, nil
 	}
 	c.err = quietError(err)
-	k, end := c.bodyPrefix(p[:n])
+	k := c.chunkPrefix(p[:n])
 	c.in = append(c.in, p[k:n]...)
-	c.out = append(c.out, end...)
 	if k == 0 && c.err != nil && len(c.in) == 0 {
 		return 0, c.err
 	}
@@ -230,23 +256,14 @@ func (c *paramConn) wokenByDrain(err error) bool {
 	return true
 }
 
-// bodyPrefix returns how much of b belongs to the body being read and
-// moves to command state when the body ends inside b. When a DATA body
-// ends, it also returns the bytes go-smtp needs after it to see the end.
-func (c *paramConn) bodyPrefix(b []byte) (int, []byte) {
-	if c.state == stateChunk {
-		k := int(min(uint64(len(b)), c.chunk))
-		if c.chunk -= uint64(k); c.chunk == 0 {
-			c.state = stateCommand
-		}
-		return k, nil
-	}
-	k, end, done := c.data.scan(b)
-	if done {
+// chunkPrefix returns how much of b belongs to the BDAT chunk being read
+// and moves to command state when the chunk ends inside b.
+func (c *paramConn) chunkPrefix(b []byte) int {
+	k := int(min(uint64(len(b)), c.chunk))
+	if c.chunk -= uint64(k); c.chunk == 0 {
 		c.state = stateCommand
-		c.pending = append(c.pending, command{verb: metrics.EndOfData})
 	}
-	return k, end
+	return k
 }
 
 // process moves input to output and reports whether it made progress.
@@ -254,9 +271,9 @@ func (c *paramConn) process() bool {
 	if len(c.in) == 0 {
 		return false
 	}
-	if c.state == stateData || c.state == stateChunk {
-		k, end := c.bodyPrefix(c.in)
-		c.out = append(append(c.out, c.in[:k]...), end...)
+	if c.state == stateChunk {
+		k := c.chunkPrefix(c.in)
+		c.out = append(c.out, c.in[:k]...)
 		c.in = c.in[k:]
 		return true
 	}

@@ -72,7 +72,7 @@ func New(o Options) *Server {
 // most MaxConnections at once.
 func (s *Server) Listen(ln net.Listener) {
 	s.smtp.ReadTimeout = s.idle
-	s.ln = newParamListener(activation.LimitListener(ln, MaxConnections), s.metrics, s.idle)
+	s.ln = newParamListener(activation.LimitListener(ln, MaxConnections), s.metrics, s.idle, s.smtp.MaxMessageBytes)
 }
 
 // Serve answers SMTP connections on the listener given to Listen until
@@ -100,6 +100,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 type backend struct{ s *Server }
 
-func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &session{s: b.s}, nil
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, conn: c.Conn().(*paramConn)}, nil
 }

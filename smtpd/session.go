@@ -13,6 +13,7 @@ import (
 // session is one SMTP connection's transaction state.
 type session struct {
 	s    *Server
+	conn *paramConn
 	inTx bool // a MAIL was accepted and the transaction is open
 	from string
 	opts *smtp.MailOptions
@@ -48,6 +49,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 var errBodyBroken = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout or error reading the message, try again later"}
 
 func (ss *session) Data(r io.Reader) error {
+	if body := ss.conn.Body(); body != nil {
+		r = body
+	}
 	var msg gate.Buffer
 	if _, err := msg.ReadFrom(r); err != nil {
 		var reply *smtp.SMTPError

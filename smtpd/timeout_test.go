@@ -10,12 +10,14 @@ import (
 )
 
 // The read timeout bounds each read, not the whole body: a sender slower
-// than the timeout in all, but never quiet that long, is served; one that
-// goes quiet inside DATA gets a temporary reply that names no address.
+// than the timeout in all, but never quiet that long and faster than the
+// minimum rate, is served; one that goes quiet inside DATA, or dribbles
+// below the rate, gets a temporary reply that names no address.
 func TestBodyReadTimeout(t *testing.T) {
 	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
 	const idle = 500 * time.Millisecond
 	s, _, _ := startFilterIdle(t, Outgoing, sink.Port, idle)
+	s.ln.minRate = 100 // bytes per second; the slow sender sends 3 times that
 	from, to := "alice@chat.example.org", "bob@example.net"
 	msg := filtertest.Encrypted(from, to, filtertest.GoCryptoV6(t, []byte("slow")))
 
@@ -52,5 +54,28 @@ func TestBodyReadTimeout(t *testing.T) {
 	}
 	if n := len(sink.Messages()); n != 1 {
 		t.Errorf("the sink has %d messages, want the slow sender's", n)
+	}
+
+	// A byte every tenth of the timeout: never quiet for long, but a
+	// tenth of the minimum rate.
+	c = smtpdtest.Dial(t, s.ln.Addr().String())
+	c.Want("MAIL FROM:<"+from+">", "250")
+	c.Want("RCPT TO:<"+to+">", "250")
+	c.Want("DATA", "354")
+	start = time.Now()
+	done := make(chan string, 1)
+	go func() { done <- c.Reply() }()
+	for i := 0; ; i++ {
+		select {
+		case reply := <-done:
+			if !strings.HasPrefix(reply, "421 4.4.2") {
+				t.Errorf("a sender below the minimum rate: %q, want 421 4.4.2", reply)
+			}
+			return
+		case <-time.After(idle / 10):
+		}
+		if _, err := c.Conn.Write(msg[i%len(msg) : i%len(msg)+1]); err != nil || time.Since(start) > 20*idle {
+			t.Fatalf("a sender below the minimum rate is not cut off (%v)", err)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"filtermail/smtpd"
 )
 
 // go-smtp's server reads a DATA body one byte at a time, which makes a
@@ -34,19 +36,9 @@ type body struct {
 	err error    // errBudget, smtp.ErrDataTooLarge, or a read error
 }
 
-// States of the body scanner, after the bytes seen so far.
-const (
-	lineStart = iota // at the beginning of a line
-	lineDot          // a dot at the beginning of a line
-	lineDotCR        // ".\r" at the beginning of a line
-	lineCR           // a CR within a line
-	lineData         // within a line
-)
-
-// bodyReader undoes the dot-stuffing of a body as it comes, and finds its
-// end: the line ".\r\n" after a CRLF (or at the very start).
+// bodyReader keeps the content of a body, within the size bound.
 type bodyReader struct {
-	state int
+	data  smtpd.DataScanner
 	out   io.Writer // nil once writing failed: the rest is only scanned
 	err   error
 	size  int64
@@ -68,70 +60,11 @@ func (b *bodyReader) emit(p []byte) {
 	}
 }
 
-var (
-	cr = []byte{'\r'}
-	lf = []byte{'\n'}
-)
-
 // scan takes the next bytes of the body. It returns how many of them
 // belong to it, the end-of-data line included, and whether that line was
 // among them.
 func (b *bodyReader) scan(p []byte) (int, bool) {
-	for i := 0; i < len(p); {
-		c := p[i]
-		switch b.state {
-		case lineData:
-			// Within a line: everything up to the next CR is content.
-			j := bytes.IndexByte(p[i:], '\r')
-			if j < 0 {
-				b.emit(p[i:])
-				return len(p), false
-			}
-			b.emit(p[i : i+j+1])
-			i += j + 1
-			b.state = lineCR
-			continue
-		case lineStart:
-			switch c {
-			case '.':
-				b.state = lineDot // a stuffed dot, or the end
-			case '\r':
-				b.emit(cr)
-				b.state = lineCR
-			default:
-				b.state = lineData
-				continue // the byte is content: taken as such above
-			}
-		case lineDot:
-			if c == '\r' {
-				b.state = lineDotCR
-			} else {
-				b.state = lineData // the dot was stuffing
-				continue
-			}
-		case lineDotCR:
-			if c == '\n' {
-				return i + 1, true
-			}
-			// ".\r" then more: the dot was stuffing, the CR is content.
-			b.emit(cr)
-			b.state = lineCR
-			continue
-		case lineCR:
-			switch c {
-			case '\n':
-				b.emit(lf)
-				b.state = lineStart
-			case '\r':
-				b.emit(cr)
-			default:
-				b.state = lineData
-				continue
-			}
-		}
-		i++
-	}
-	return len(p), false
+	return b.data.Scan(p, b.emit)
 }
 
 // lmtpConn is an LMTP connection from Postfix: it is counted among the
