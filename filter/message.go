@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -60,6 +61,17 @@ func ReadMessage(r io.Reader) *Message {
 	m.NotEncrypted = m.readParts(e, secureJoinHeader)
 	m.Encrypted = m.NotEncrypted == nil
 	return m
+}
+
+// HeaderFrom returns the single address of the From field of a message
+// header (its bytes up to and including the empty line that ends it), as
+// ReadMessage finds it in the whole message; "" if there is none.
+func HeaderFrom(header []byte) string {
+	e, _ := message.Read(bytes.NewReader(header))
+	if e == nil {
+		return ""
+	}
+	return fromAddress(gomail.Header{Header: e.Header})
 }
 
 // readParts walks the top-level parts once, judging at the same time

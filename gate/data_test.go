@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestCheckLineEnds(t *testing.T) {
+func TestLineEnds(t *testing.T) {
 	for msg, want := range map[string]bool{
 		"":                         false,
 		"\r\n":                     true,
@@ -22,21 +22,17 @@ func TestCheckLineEnds(t *testing.T) {
 	} {
 		// Whole, and split at every place.
 		for i := 0; i <= len(msg); i++ {
-			b := &Buffer{}
-			for _, part := range []string{msg[:i], msg[i:]} {
-				if part != "" {
-					b.chunks = append(b.chunks, []byte(part))
-				}
-			}
-			b.size = int64(len(msg))
-			if got := checkLineEnds(b); got != want {
+			var l lineEnds
+			l.check([]byte(msg[:i]))
+			l.check([]byte(msg[i:]))
+			if got := l.ok(); got != want {
 				t.Errorf("%q split at %d: %v, want %v", msg, i, got, want)
 			}
 		}
 	}
 }
 
-func FuzzCheckLineEnds(f *testing.F) {
+func FuzzLineEnds(f *testing.F) {
 	f.Add("a\r\nb\r\n", 1)
 	f.Add("Hello!\r\r\n", 7)
 	f.Fuzz(func(t *testing.T, msg string, split int) {
@@ -46,9 +42,40 @@ func FuzzCheckLineEnds(f *testing.F) {
 		if split < 0 || split > len(msg) {
 			split = len(msg)
 		}
-		b := &Buffer{chunks: [][]byte{[]byte(msg[:split]), []byte(msg[split:])}, size: int64(len(msg))}
-		if got := checkLineEnds(b); got != want {
+		var l lineEnds
+		l.check([]byte(msg[:split]))
+		l.check([]byte(msg[split:]))
+		if got := l.ok(); got != want {
 			t.Errorf("%q: %v, want %v", msg, got, want)
 		}
 	})
+}
+
+// The header ends where the MIME reader ends it: at the first empty line,
+// however the bytes are cut.
+func TestHeaderEnd(t *testing.T) {
+	for msg, want := range map[string]int{
+		"\r\nbody":                     2,
+		"\nbody":                       1,
+		"From: a\r\n\r\nbody":          11,
+		"From: a\r\nTo: b\r\n\r\n\r\n": 18,
+		"From: a\n\nbody":              9,
+		"From: a\r\n \r\n\r\n":         14, // a folded line of a space is not empty
+		"From: a\r\n\r\r\n\r\n":        14, // nor is "\r\r\n"
+		"From: a\r\n":                  -1,
+		"From: a\r\nb\r\n\r":           -1,
+	} {
+		for i := 0; i <= len(msg); i++ {
+			var h headerEnd
+			got := -1
+			if k, done := h.scan([]byte(msg[:i])); done {
+				got = k
+			} else if k, done := h.scan([]byte(msg[i:])); done {
+				got = i + k
+			}
+			if got != want {
+				t.Errorf("%q split at %d: %d, want %d", msg, i, got, want)
+			}
+		}
+	}
 }

@@ -9,13 +9,13 @@ import (
 	"context"
 	"io"
 	"log"
+	"sync"
 	"sync/atomic"
-
-	"github.com/emersion/go-smtp"
 
 	"filtermail/dkim"
 	"filtermail/filter"
 	"filtermail/metrics"
+	"filtermail/postfix"
 )
 
 // Direction is the way mail flows through a filter.
@@ -47,12 +47,6 @@ type Verifier interface {
 	Verify(ctx context.Context, msg io.Reader, fromDomain string) dkim.Result
 }
 
-// Handover takes a message that passed to Postfix; *postfix.Reinjector
-// is one. Its error is a *postfix.Error, whose reply goes to the client.
-type Handover interface {
-	Send(ctx context.Context, from string, opts *smtp.MailOptions, to []string, msg io.WriterTo) error
-}
-
 // Options configure a Gate.
 type Options struct {
 	Direction Direction
@@ -62,8 +56,9 @@ type Options struct {
 	SendPerMinute, SendBurst int
 	// Origin checks incoming mail's DKIM signatures; nil turns the
 	// check off.
-	Origin   Verifier
-	Handover Handover
+	Origin Verifier
+	// Handover is Postfix's reinjection smtpd.
+	Handover *postfix.Reinjector
 	Log      *log.Logger
 	Debug    bool
 	Metrics  *metrics.Metrics
@@ -75,7 +70,8 @@ type Gate struct {
 	policy   atomic.Pointer[filter.Policy]
 	limiter  *rateLimiter // outgoing only
 	origin   Verifier
-	handover Handover
+	handover *postfix.Reinjector
+	blocks   blockPool
 	log      *log.Logger
 	debug    bool
 	metrics  *metrics.Metrics
@@ -115,3 +111,15 @@ func (g *Gate) debugf(format string, args ...any) {
 		g.log.Printf(format, args...)
 	}
 }
+
+// blockPool keeps the blocks messages are read in, for the next message.
+type blockPool struct{ p sync.Pool }
+
+func (b *blockPool) get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, blockSize)
+}
+
+func (b *blockPool) put(buf []byte) { b.p.Put(&buf) }

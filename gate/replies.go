@@ -39,6 +39,11 @@ var (
 		EnhancedCode: smtp.EnhancedCode{4, 7, 5},
 		Message:      "DKIM key lookup failed, try again later",
 	}
+	errInternal = &smtp.SMTPError{
+		Code:         451,
+		EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message:      "Internal error, try again later",
+	}
 	errLookupFailed = &smtp.SMTPError{
 		Code:         451,
 		EnhancedCode: smtp.EnhancedCode{4, 3, 0},

@@ -93,18 +93,30 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		h.Gate.TooLarge(h.MaxMessageBytes, len(to))
 		return http.StatusRequestEntityTooLarge, replyText(errTooLarge)
 	}
-	var msg gate.Buffer
+	tx, err := h.Gate.Mail(r.Context(), from, nil)
+	if err != nil {
+		return http.StatusBadRequest, replyText(err)
+	}
+	defer tx.Abort()
+	// A request is one answer for all its recipients: one refused is
+	// all refused.
+	for _, rcpt := range to {
+		if err := tx.Rcpt(rcpt); err != nil {
+			return http.StatusBadRequest, replyText(err)
+		}
+	}
 	body := &idleReader{r: http.MaxBytesReader(w, r.Body, h.MaxMessageBytes), rc: http.NewResponseController(w), timeout: h.bodyIdleTimeout()}
-	if _, err := msg.ReadFrom(body); err != nil {
+	err = tx.Data(body)
+	var rerr *gate.ReadError
+	if errors.As(err, &rerr) {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		if errors.As(rerr.Err, &tooLarge) {
 			h.Gate.TooLarge(h.MaxMessageBytes, len(to))
 			return http.StatusRequestEntityTooLarge, replyText(errTooLarge)
 		}
-		h.Log.Printf("Incoming: /mxdeliv body not received whole: %v", err)
+		h.Log.Printf("Incoming: /mxdeliv body not received whole: %v", rerr.Err)
 		return http.StatusBadRequest, replyText(errBodyBroken)
 	}
-	err = h.Gate.Submit(r.Context(), &gate.Transaction{From: from, To: to, Message: &msg})
 	if err != nil {
 		return http.StatusBadRequest, replyText(err)
 	}

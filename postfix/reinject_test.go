@@ -19,10 +19,29 @@ import (
 	"filtermail/smtpd/smtpdtest"
 )
 
+// handOver runs a whole hand-over of msg and returns the first error.
+func handOver(ctx context.Context, r *postfix.Reinjector, to []string, msg []byte) error {
+	tx, err := r.Begin(ctx, "a@chat.example.org", nil)
+	if err != nil {
+		return err
+	}
+	for _, rcpt := range to {
+		if err := tx.Rcpt(rcpt); err != nil {
+			tx.Abort()
+			return err
+		}
+	}
+	if _, err := tx.Write(msg); err != nil {
+		tx.Abort()
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
 // Each way a hand-over ends: the reply the client is to hear, and the
 // metrics label.
-func TestSend(t *testing.T) {
-	msg := []byte("From: <a@chat.example.org>\r\n\r\nhello\r\n")
+func TestHandOver(t *testing.T) {
+	msg := []byte("From: <a@chat.example.org>\r\n\r\nhello\r\n.\r\n..\r\n")
 	// A port that refuses connections: on a loopback host of the test's
 	// own, where nothing listens.
 	closed := net.JoinHostPort(testnet.Host(t), "10026")
@@ -49,7 +68,7 @@ func TestSend(t *testing.T) {
 				addr = tt.addr
 			}
 			r := &postfix.Reinjector{Addr: addr}
-			err := r.Send(context.Background(), "a@chat.example.org", nil, tt.to, bytes.NewReader(msg))
+			err := handOver(context.Background(), r, tt.to, msg)
 			if got := postfix.Result(err); got != tt.result {
 				t.Errorf("result %s, want %s (%v)", got, tt.result, err)
 			}
@@ -60,10 +79,66 @@ func TestSend(t *testing.T) {
 			case tt.code != 0 && (!errors.As(err, &perr) || perr.Reply.Code != tt.code):
 				t.Errorf("error %v, want a reply %d", err, tt.code)
 			}
-			if n := len(sink.Messages()); (tt.code == 0) != (n == 1) {
-				t.Errorf("the sink has %d messages", n)
+			got := sink.Messages()
+			if (tt.code == 0) != (len(got) == 1) {
+				t.Fatalf("the sink has %d messages", len(got))
+			}
+			if tt.code == 0 && !bytes.Equal(got[0].Data, msg) {
+				t.Errorf("the sink got %q, want %q", got[0].Data, msg)
 			}
 		})
+	}
+}
+
+// A recipient Postfix refuses is left out, and the others get the message.
+func TestRecipientRefused(t *testing.T) {
+	sink := smtpdtest.NewSink(t, smtpdtest.RejectRcpt)
+	tx, err := (&postfix.Reinjector{Addr: sink.Addr()}).Begin(context.Background(), "a@chat.example.org", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rcpt := range []string{"b@example.net", "unknown@example.net", "c@example.net"} {
+		err := tx.Rcpt(rcpt)
+		var perr *postfix.Error
+		if refused := errors.As(err, &perr) && perr.Reply.Code == 550; refused != strings.HasPrefix(rcpt, "unknown") {
+			t.Errorf("%s: %v", rcpt, err)
+		}
+	}
+	tx.Write([]byte("Subject: x\r\n\r\nhi\r\n"))
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.Messages(); len(got) != 1 || strings.Join(got[0].To, " ") != "b@example.net c@example.net" {
+		t.Errorf("the sink has %+v", got)
+	}
+}
+
+// An aborted hand-over leaves nothing with Postfix, at any point, and a
+// large body goes in many chunks.
+func TestAbort(t *testing.T) {
+	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+	r := &postfix.Reinjector{Addr: sink.Addr()}
+	large := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), 1<<14) // 1 MiB
+	for _, sent := range []int{-1, 0, 100, len(large)} {
+		tx, err := r.Begin(context.Background(), "a@chat.example.org", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent >= 0 {
+			if err := tx.Rcpt("b@example.net"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Write(large[:sent]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tx.Abort()
+	}
+	if err := handOver(context.Background(), r, []string{"b@example.net"}, large); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.Messages(); len(got) != 1 || !bytes.Equal(got[0].Data, large) {
+		t.Errorf("the sink has %d messages, want the committed one only", len(got))
 	}
 }
 
@@ -134,19 +209,20 @@ func stalledPostfix(t *testing.T) string {
 }
 
 // A Postfix that stops reading the body costs the hand-over's time, not
-// more: the client gets 451 within it (issue 13: no write without a
-// deadline).
-func TestSendStalledBody(t *testing.T) {
-	r := &postfix.Reinjector{Addr: stalledPostfix(t), Timeout: time.Second}
+// more: every write is bounded, and the transaction's context ends it.
+func TestStalledBody(t *testing.T) {
+	r := &postfix.Reinjector{Addr: stalledPostfix(t)}
 	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), 1<<17) // 8.5 MB
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
 	start := time.Now()
-	err := r.Send(context.Background(), "a@chat.example.org", nil, []string{"b@example.net"}, bytes.NewReader(msg))
+	err := handOver(ctx, r, []string{"b@example.net"}, msg)
 	var perr *postfix.Error
 	if !errors.As(err, &perr) || perr.Reply != postfix.ErrBroken {
 		t.Errorf("error %v, want the 451 of a broken hand-over", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("Send returned after %v, with a hand-over timeout of 1 s", d)
+		t.Errorf("the hand-over returned after %v, with a timeout of 1 s", d)
 	}
 }
 

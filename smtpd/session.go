@@ -14,10 +14,8 @@ import (
 type session struct {
 	s    *Server
 	conn *paramConn
-	inTx bool // a MAIL was accepted and the transaction is open
-	from string
-	opts *smtp.MailOptions
-	to   []string
+	tx   *gate.Tx // the open transaction, once MAIL was accepted
+	to   int      // recipients given
 }
 
 var errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: nested MAIL command"}
@@ -26,21 +24,22 @@ var errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5
 // as Postfix refuses it, and the transaction goes on as it was: go-smtp
 // keeps its sender and recipients whatever the session answers.
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	if ss.inTx {
+	if ss.tx != nil {
 		return errNestedMail
 	}
-	if err := ss.s.gate.Sender(from); err != nil {
+	tx, err := ss.s.gate.Mail(context.Background(), from, opts)
+	if err != nil {
 		return err
 	}
-	ss.inTx, ss.from, ss.opts = true, from, opts
+	ss.tx = tx
 	return nil
 }
 
-// Rcpt accepts every recipient; its parameters never reach here (see
-// paramConn).
+// Rcpt passes a recipient on, and Postfix's answer for it back; its
+// parameters never reach here (see paramConn).
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	ss.to = append(ss.to, to)
-	return nil
+	ss.to++
+	return ss.tx.Rcpt(to)
 }
 
 // errBodyBroken is the reply when the body could not be read to its end:
@@ -48,27 +47,38 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // temporary, and names no address.
 var errBodyBroken = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout or error reading the message, try again later"}
 
+// Data streams the message through the gate: a DATA body as paramConn
+// reads it, BDAT chunks as go-smtp reads them.
 func (ss *session) Data(r io.Reader) error {
 	if body := ss.conn.Body(); body != nil {
 		r = body
 	}
-	var msg gate.Buffer
-	if _, err := msg.ReadFrom(r); err != nil {
-		var reply *smtp.SMTPError
-		switch {
-		case errors.Is(err, smtp.ErrDataTooLarge):
-			ss.s.gate.TooLarge(ss.s.smtp.MaxMessageBytes, len(ss.to))
-			return err
-		case errors.Is(err, smtp.ErrDataReset), errors.As(err, &reply):
-			return err
-		}
-		return errBodyBroken
+	err := ss.tx.Data(r)
+	var rerr *gate.ReadError
+	if !errors.As(err, &rerr) {
+		return err
 	}
-	return ss.s.gate.Submit(context.Background(), &gate.Transaction{From: ss.from, Opts: ss.opts, To: ss.to, Message: &msg})
+	var reply *smtp.SMTPError
+	switch {
+	case errors.Is(rerr.Err, smtp.ErrDataTooLarge):
+		ss.s.gate.TooLarge(ss.s.smtp.MaxMessageBytes, ss.to)
+		return smtp.ErrDataTooLarge
+	case errors.Is(rerr.Err, smtp.ErrDataReset), errors.As(rerr.Err, &reply):
+		return rerr.Err
+	}
+	return errBodyBroken
 }
 
+// Reset ends the transaction; Postfix keeps nothing of one that did not
+// get to its end.
 func (ss *session) Reset() {
-	ss.inTx, ss.from, ss.opts, ss.to = false, "", nil, nil
+	if ss.tx != nil {
+		ss.tx.Abort()
+	}
+	ss.tx, ss.to = nil, 0
 }
 
-func (ss *session) Logout() error { return nil }
+func (ss *session) Logout() error {
+	ss.Reset()
+	return nil
+}

@@ -119,4 +119,3 @@ func FuzzDotWriter(f *testing.F) {
 		}
 	})
 }
-

@@ -200,6 +200,19 @@ func TestReinjectionFaults(t *testing.T) {
 			wantReply(t, "retry", c.Send(alice, tt.to[:1], msg), "250")
 		})
 	}
+	t.Run("the others get it", func(t *testing.T) {
+		// Postfix's answer for each recipient reaches the client, and
+		// the recipients Postfix took get the message.
+		sink := newSink(t, smtpdtest.RejectRcpt)
+		d := startDaemon(t, "outgoing", sink.Port)
+		c := dial(t, d)
+		wantReply(t, "MAIL", c.Cmd("MAIL FROM:<"+alice+">"), "250")
+		wantReply(t, "RCPT", c.Cmd("RCPT TO:<"+bob+">"), "250")
+		wantReply(t, "RCPT", c.Cmd("RCPT TO:<unknown@example.net>"), "550 5.1.1 User unknown")
+		wantReply(t, "RCPT", c.Cmd("RCPT TO:<carol@example.net>"), "250")
+		wantReply(t, "end of data", c.Data(msg), "250")
+		wantDelivered(t, sink, smtpdtest.Message{From: alice, To: []string{bob, "carol@example.net"}, Data: msg})
+	})
 	t.Run("Postfix down", func(t *testing.T) {
 		// Nothing listens on a host of the test's own.
 		d := startDaemon(t, "incoming", 10026, "postfix_host = "+testnet.Host(t))

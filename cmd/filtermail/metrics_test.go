@@ -200,19 +200,28 @@ func TestMetricsIncoming(t *testing.T) {
 	wantReply(t, "unsafe recipient", c.Send(bob, []string{"../x@chat.example.org"}, cleartext), encryptionNeeded)
 	sink.Close()
 	v6 := filtertest.Encrypted(bob, strict, filtertest.GoCryptoV6(t, []byte("hello")))
+	// The envelope goes to Postfix first: RCPT is answered 451, and the
+	// message is not judged.
 	wantReply(t, "sink down", c.Send(bob, []string{strict}, v6), "451 4.4.1")
+	sink = newSink(t, smtpdtest.Accept)
+	d2 := startDaemon(t, "incoming", sink.Port)
+	d2.mark(strict)
+	before2 := d2.scrape(t)
+	wantReply(t, "encrypted", dial(t, d2).Send(bob, []string{strict}, v6), "250")
+	wantDeltas(t, before2, d2.scrape(t), map[string]float64{
+		`filtermail_messages_total{direction="incoming",reason="encrypted",verdict="pass"}`: 1,
+		`filtermail_openpgp_seipd_total{direction="incoming",version="2"}`:                  1,
+	})
 
 	d.waitGauge(t, `filtermail_smtp_connections{direction="incoming"}`, 1)
 	after := d.scrape(t)
 	dir := `direction="incoming"`
 	wantDeltas(t, before, after, map[string]float64{
-		`filtermail_messages_total{` + dir + `,reason="unencrypted",verdict="refuse"}`:       2,
-		`filtermail_messages_total{` + dir + `,reason="cleartext_allowed",verdict="pass"}`:   1,
-		`filtermail_messages_total{` + dir + `,reason="encrypted",verdict="pass"}`:           1,
-		`filtermail_openpgp_seipd_total{` + dir + `,version="2"}`:                            1,
-		`filtermail_reinject_total{` + dir + `,result="ok"}`:                                 1,
-		`filtermail_reinject_total{` + dir + `,result="unreachable"}`:                        1,
-		`filtermail_smtp_commands_total{code_class="4xx",command="END-OF-DATA",` + dir + `}`: 1,
+		`filtermail_messages_total{` + dir + `,reason="unencrypted",verdict="refuse"}`:     2,
+		`filtermail_messages_total{` + dir + `,reason="cleartext_allowed",verdict="pass"}`: 1,
+		`filtermail_reinject_total{` + dir + `,result="ok"}`:                               1,
+		`filtermail_reinject_total{` + dir + `,result="unreachable"}`:                      1,
+		`filtermail_smtp_commands_total{code_class="4xx",command="RCPT",` + dir + `}`:      1,
 	})
 	if _, ok := after[`filtermail_rate_limited_total{`+dir+`}`]; !ok {
 		t.Error("filtermail_rate_limited_total missing")

@@ -87,7 +87,8 @@ func (c *Client) RawData(body string) string {
 }
 
 // Send runs one transaction and returns the reply at its end of data, or
-// the first refusal before it.
+// the first refusal before it; after a refused recipient it ends the
+// transaction with RSET.
 func (c *Client) Send(from string, to []string, msg []byte) string {
 	c.t.Helper()
 	if reply := c.Cmd("MAIL FROM:<" + from + ">"); !strings.HasPrefix(reply, "250 ") {
@@ -95,6 +96,7 @@ func (c *Client) Send(from string, to []string, msg []byte) string {
 	}
 	for _, rcpt := range to {
 		if reply := c.Cmd("RCPT TO:<" + rcpt + ">"); !strings.HasPrefix(reply, "250 ") {
+			c.Cmd("RSET")
 			return reply
 		}
 	}
