@@ -36,16 +36,26 @@ const (
 )
 
 func newArmorReader(r io.Reader) *armorReader {
-	return &armorReader{r: bufio.NewReaderSize(r, 4096)}
+	return &armorReader{r: bufio.NewReaderSize(r, 8<<10)}
 }
 
+// Read yields as many lines as p takes and the reader holds, so that the
+// text is decoded in large pieces.
 func (a *armorReader) Read(p []byte) (int, error) {
-	for len(a.line) == 0 && a.err == nil {
-		a.err = a.advance()
+	n := 0
+	for n < len(p) {
+		if len(a.line) == 0 {
+			if a.err != nil || n > 0 && a.r.Buffered() == 0 {
+				break // no more, or not without waiting
+			}
+			a.err = a.advance()
+			continue
+		}
+		k := copy(p[n:], a.line)
+		a.line = a.line[k:]
+		n += k
 	}
-	if len(a.line) > 0 {
-		n := copy(p, a.line)
-		a.line = a.line[n:]
+	if n > 0 {
 		return n, nil
 	}
 	return 0, a.err
@@ -66,7 +76,7 @@ func (a *armorReader) advance() error {
 			return errors.New("armor: overlong line")
 		}
 		a.state = armorData
-		a.line = bytes.TrimRight(raw, " \t\r\n")
+		a.line = trimSpace(raw)
 		return nil
 	}
 	if len(raw) == 0 && err == io.EOF {
@@ -75,7 +85,7 @@ func (a *armorReader) advance() error {
 		}
 		return io.EOF
 	}
-	line := bytes.TrimRight(raw, " \t\r\n")
+	line := trimSpace(raw)
 	blank := len(line) == 0
 
 	switch a.state {
@@ -142,4 +152,19 @@ func armorHeaderKey(line []byte) (string, bool) {
 		}
 	}
 	return string(line[:i]), true
+}
+
+// trimSpace returns line without the spaces, tabs and line break at its
+// end.
+func trimSpace(line []byte) []byte {
+	n := len(line)
+	for n > 0 {
+		switch line[n-1] {
+		case ' ', '\t', '\r', '\n':
+			n--
+			continue
+		}
+		break
+	}
+	return line[:n]
 }

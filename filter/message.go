@@ -3,7 +3,6 @@ package filter
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -143,7 +142,7 @@ func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
 // readPayload checks the armored OpenPGP message of the second part.
 func (m *Message) readPayload(r io.Reader) error {
 	armor := newArmorReader(r)
-	p, err := CheckPackets(base64.NewDecoder(base64.StdEncoding, armor))
+	p, err := CheckPackets(newBase64Reader(armor))
 	m.Packets, m.ArmorHeader = p, armor.header
 	return err
 }

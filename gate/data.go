@@ -6,34 +6,44 @@ import "bytes"
 // CRLF: no bare CR, no bare LF, a CRLF at the end, and not empty. Postfix
 // never sends anything else; a message that does is refused as SMTP
 // smuggling.
+//
+// Every LF must follow a CR, and there must be as many CRs as LFs: then
+// every CR is one before an LF. Both are checked on whole blocks.
 type lineEnds struct {
-	prev byte // the last byte seen
-	bad  bool
+	prev     byte  // the last byte seen
+	cr, lf   int64 // CRs and LFs seen
+	bareLF   bool
+	nonEmpty bool
 }
 
 // check takes the next bytes of the message.
 func (l *lineEnds) check(p []byte) {
-	for !l.bad && len(p) > 0 {
-		i := bytes.IndexAny(p, "\r\n")
-		if i < 0 {
-			if l.prev == '\r' {
-				l.bad = true
-			}
-			l.prev = p[len(p)-1]
-			return
-		}
-		if (p[i] == '\n') != (l.prev == '\r' && i == 0) {
-			l.bad = true // a bare LF, or a CR before this byte
-		}
-		if i > 0 && l.prev == '\r' {
-			l.bad = true
-		}
-		l.prev, p = p[i], p[i+1:]
+	if len(p) == 0 {
+		return
 	}
+	l.nonEmpty = true
+	l.cr += int64(bytes.Count(p, cr))
+	for i := 0; !l.bareLF; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		before := l.prev
+		if i > 0 {
+			before = p[i-1]
+		}
+		l.bareLF = before != '\r'
+		l.lf++
+		i++
+	}
+	l.prev = p[len(p)-1]
 }
 
+var cr = []byte{'\r'}
+
 // ok reports whether the whole message had its lines end in CRLF.
-func (l *lineEnds) ok() bool { return !l.bad && l.prev == '\n' }
+func (l *lineEnds) ok() bool { return l.nonEmpty && !l.bareLF && l.cr == l.lf && l.prev == '\n' }
 
 // headerEnd finds the end of a message's header, the first empty line,
 // as the MIME reader sees it: a line break right at the start or after

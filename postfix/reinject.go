@@ -36,6 +36,8 @@ type Reinjector struct {
 	Timeout time.Duration
 
 	health health
+	chunks chunkPool
+	idle   idleLinks
 }
 
 // ErrUnreachable and ErrBroken are the answers for mail that could not be

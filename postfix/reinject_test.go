@@ -270,3 +270,26 @@ func TestHealthCached(t *testing.T) {
 		t.Errorf("200 health checks made %d connections, want 1", n)
 	}
 }
+
+// A connection is kept between transactions, and one that Postfix closed
+// meanwhile is not used again: the next message goes on a new one.
+func TestConnectionKept(t *testing.T) {
+	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+	r := &postfix.Reinjector{Addr: sink.Addr()}
+	msg := []byte("Subject: x\r\n\r\nhi\r\n")
+	for range 3 {
+		if err := handOver(context.Background(), r, []string{"b@example.net"}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sink.Connections(); n != 1 {
+		t.Errorf("3 messages took %d connections, want 1", n)
+	}
+	sink.DropConnections()
+	if err := handOver(context.Background(), r, []string{"b@example.net"}, msg); err != nil {
+		t.Fatalf("after Postfix closed the kept connection: %v", err)
+	}
+	if n, m := sink.Connections(), len(sink.Messages()); n != 2 || m != 4 {
+		t.Errorf("%d connections, %d messages; want 2 and 4", n, m)
+	}
+}

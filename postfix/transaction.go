@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -41,6 +42,7 @@ const (
 // A Transaction is used by one goroutine. Every step has its deadline;
 // the context given to Begin ends it.
 type Transaction struct {
+	r        *Reinjector
 	conn     net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -63,20 +65,25 @@ type Transaction struct {
 // could not be reached. ctx bounds the whole transaction: when it ends,
 // the connection is closed.
 func (r *Reinjector) Begin(ctx context.Context, from string, opts *smtp.MailOptions) (*Transaction, error) {
+	for l := r.idle.take(); l != nil; l = r.idle.take() {
+		t := r.transaction(ctx, l)
+		err := t.command("MAIL", mailCommand(from, opts, t.utf8))
+		if err == nil {
+			return t, nil
+		}
+		t.close()
+		var perr *Error
+		if errors.As(err, &perr) && perr.Reply != ErrBroken {
+			return nil, err
+		}
+		// Postfix dropped the connection while it was kept: another.
+	}
 	d := net.Dialer{Timeout: dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", r.Addr)
 	if err != nil {
 		return nil, &Error{ErrUnreachable, err}
 	}
-	t := &Transaction{
-		conn: conn,
-		br:   bufio.NewReaderSize(conn, maxReplyLine),
-		bw:   bufio.NewWriterSize(conn, 4096),
-		ctx:  ctx,
-	}
-	// The connection is closed when ctx ends, which ends any read or
-	// write.
-	t.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	t := r.transaction(ctx, &link{conn: conn, br: bufio.NewReaderSize(conn, maxReplyLine), bw: bufio.NewWriterSize(conn, 4096)})
 	if err := t.hello(); err != nil {
 		t.close()
 		return nil, &Error{ErrUnreachable, fmt.Errorf("greeting: %w", t.cause(err))}
@@ -86,6 +93,14 @@ func (r *Reinjector) Begin(ctx context.Context, from string, opts *smtp.MailOpti
 		return nil, err
 	}
 	return t, nil
+}
+
+// transaction starts a transaction on l, bound by ctx: when ctx ends,
+// the connection is closed, which ends any read or write.
+func (r *Reinjector) transaction(ctx context.Context, l *link) *Transaction {
+	t := &Transaction{r: r, conn: l.conn, br: l.br, bw: l.bw, chunking: l.chunking, utf8: l.utf8, ctx: ctx}
+	t.stop = context.AfterFunc(ctx, func() { l.conn.Close() })
+	return t
 }
 
 // hello reads the greeting and says EHLO; it takes note of CHUNKING and
@@ -241,7 +256,7 @@ func (t *Transaction) Write(p []byte) (int, error) {
 func (t *Transaction) startBody() error {
 	t.inBody, t.sentAt = true, time.Now()
 	if t.chunking {
-		t.buf = make([]byte, 0, chunkSize+bodyWriteMax)
+		t.buf = t.r.chunks.get()
 		return nil
 	}
 	t.conn.SetDeadline(time.Now().Add(commandTimeout))
@@ -304,18 +319,40 @@ func (t *Transaction) chunkReply() error {
 // the message, else an *Error whose Reply goes to the client. ctx bounds
 // the wait. The connection is closed either way.
 func (t *Transaction) Commit(ctx context.Context) error {
-	defer t.close()
 	stop := context.AfterFunc(ctx, func() { t.conn.Close() })
-	defer stop()
 	err := t.commit()
-	if err != nil && ctx.Err() != nil {
-		return &Error{ErrBroken, fmt.Errorf("hand-over not done in time: %w", err)}
+	open := stop()
+	if err != nil {
+		t.close()
+		if ctx.Err() != nil {
+			return &Error{ErrBroken, fmt.Errorf("hand-over not done in time: %w", err)}
+		}
+		return err
 	}
-	if err == nil {
-		t.done = true
+	t.done = true
+	if !open || !t.keep() {
 		t.quit()
+		t.close()
 	}
-	return err
+	return nil
+}
+
+// keep puts the connection of a committed transaction with the idle
+// ones, and reports whether it did.
+func (t *Transaction) keep() bool {
+	if !t.stop() {
+		return false // the transaction's context closed it
+	}
+	t.conn.SetDeadline(time.Time{})
+	l := &link{conn: t.conn, br: t.br, bw: t.bw, chunking: t.chunking, utf8: t.utf8}
+	if t.bw.Buffered() > 0 || t.br.Buffered() > 0 || !t.r.idle.put(l) {
+		return false
+	}
+	if t.buf != nil {
+		t.r.chunks.put(t.buf)
+		t.buf = nil
+	}
+	return true
 }
 
 func (t *Transaction) commit() error {
@@ -389,6 +426,27 @@ func (t *Transaction) quit() {
 func (t *Transaction) close() {
 	t.stop()
 	t.conn.Close()
+	if t.buf != nil {
+		t.r.chunks.put(t.buf)
+		t.buf = nil
+	}
+}
+
+// chunkPool keeps the buffers BDAT chunks are gathered in, for the next
+// message.
+type chunkPool struct{ p sync.Pool }
+
+func (cp *chunkPool) get() []byte {
+	if b, ok := cp.p.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, chunkSize+bodyWriteMax)
+}
+
+func (cp *chunkPool) put(b []byte) {
+	if cap(b) == chunkSize+bodyWriteMax {
+		cp.p.Put(&b)
+	}
 }
 
 // fail ends the transaction with err, which it returns.

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -61,6 +62,7 @@ var errBodyTooSlow = errors.New("message body slower than the minimum data rate"
 func (b *dataBody) Read(p []byte) (int, error) {
 	for b.off == len(b.out) {
 		if b.err != nil {
+			b.release()
 			return 0, b.err
 		}
 		b.out, b.off = b.out[:0], 0
@@ -96,10 +98,8 @@ func (b *dataBody) fill() {
 		return
 	}
 	if b.buf == nil {
-		b.buf = make([]byte, bodyBlock)
-		if b.out == nil {
-			b.out = make([]byte, 0, bodyBlock)
-		}
+		block := c.l.blocks.get()
+		b.buf, b.out = block[:bodyBlock], append(block[bodyBlock:bodyBlock], b.out...)
 	}
 	now := time.Now()
 	if !now.Before(b.deadline) {
@@ -152,6 +152,7 @@ func (b *dataBody) fail(err error) {
 
 // discard reads the rest of the body, for a session that did not.
 func (b *dataBody) discard() error {
+	defer b.release()
 	for !b.done {
 		b.out, b.off = b.out[:0], 0
 		if b.err != nil {
@@ -160,4 +161,29 @@ func (b *dataBody) discard() error {
 		b.fill()
 	}
 	return nil
+}
+
+// release gives the body's block back, once the body is read.
+func (b *dataBody) release() {
+	if b.buf != nil {
+		b.c.l.blocks.put(b.buf[:cap(b.buf)])
+		b.buf, b.out, b.off = nil, nil, 0
+	}
+}
+
+// blockPool keeps the blocks bodies are read in, for the next body: a
+// block holds what is read from the client, then the content scanned.
+type blockPool struct{ p sync.Pool }
+
+func (bp *blockPool) get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 2*bodyBlock)
+}
+
+func (bp *blockPool) put(b []byte) {
+	if cap(b) == 2*bodyBlock {
+		bp.p.Put(&b)
+	}
 }

@@ -36,6 +36,7 @@ type paramListener struct {
 	idle    time.Duration // bounds each read of a body
 	minRate int           // bytes per second a body must keep up
 	limit   int64         // bounds a DATA body
+	blocks  blockPool
 
 	mu       sync.Mutex
 	conns    map[*paramConn]struct{}

@@ -43,6 +43,7 @@ type Sink struct {
 	messages []Message
 	server   *smtp.Server
 	ln       net.Listener
+	conns    []net.Conn // every connection accepted
 }
 
 // NewSink starts a sink on a free loopback port; it stops when the test ends.
@@ -59,7 +60,7 @@ func NewSink(t testing.TB, mode Mode) *Sink {
 	s.server.EnableDSN = true
 	s.server.MaxLineLength = 0
 	s.server.ErrorLog = nopLogger{}
-	go s.server.Serve(ln)
+	go s.server.Serve(countingListener{ln, s})
 	t.Cleanup(s.Close)
 	return s
 }
@@ -98,6 +99,39 @@ func (s *Sink) Messages() []Message {
 func (s *Sink) Close() {
 	s.ln.Close()
 	s.server.Close()
+}
+
+// Connections returns how many connections the sink has accepted.
+func (s *Sink) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// DropConnections closes every connection the sink has accepted, as a
+// server does that times out idle clients.
+func (s *Sink) DropConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// countingListener keeps the connections of a sink.
+type countingListener struct {
+	net.Listener
+	s *Sink
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.s.mu.Lock()
+		l.s.conns = append(l.s.conns, c)
+		l.s.mu.Unlock()
+	}
+	return c, err
 }
 
 func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
