@@ -32,16 +32,53 @@ type Message struct {
 	NotEncrypted error
 
 	SecureJoin bool // a Secure-Join vc-request or vg-request
+
+	bound *partHeaderBound
 }
 
 // smallBody bounds what is read of the parts that must hold a short text.
 const smallBody = 1024
 
+// maxPartHeader bounds the header of a part, with the boundary line and,
+// for the first part, the preamble before it: the MIME reader holds a
+// header whole (the message's own header it bounds itself, at 1 MiB).
+const maxPartHeader = 64 << 10
+
+// partHeaderBound counts what the MIME reader reads of the message while
+// it reads a part's header, and fails the read past maxPartHeader. What
+// buffers above it read ahead counts too, a few KiB at most.
+type partHeaderBound struct {
+	r     io.Reader
+	armed bool
+	left  int64
+}
+
+var errPartHeaderTooLarge = fmt.Errorf("part header larger than %d bytes", maxPartHeader)
+
+func (b *partHeaderBound) arm()    { b.armed, b.left = true, maxPartHeader }
+func (b *partHeaderBound) disarm() { b.armed = false }
+
+func (b *partHeaderBound) Read(p []byte) (int, error) {
+	if !b.armed {
+		return b.r.Read(p)
+	}
+	if b.left <= 0 {
+		return 0, errPartHeaderTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
 // ReadMessage reads a message and describes it. It never fails: what
 // cannot be parsed is simply not encrypted and has no From address.
 func ReadMessage(r io.Reader) *Message {
 	m := &Message{}
-	e, err := message.Read(bufio.NewReader(r))
+	m.bound = &partHeaderBound{r: r}
+	e, err := message.Read(bufio.NewReader(m.bound))
 	if e == nil {
 		m.NotEncrypted = fmt.Errorf("unreadable header: %w", err)
 		return m
@@ -89,8 +126,18 @@ func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
 			return notEncrypted
 		}
 	}
+	var part *message.Entity
 	for n := 1; ; n++ {
-		part, err := mr.NextPart()
+		if part != nil {
+			// The rest of the part before, so that what the MIME
+			// reader reads next is the part's header (and the
+			// boundary line before it).
+			io.Copy(io.Discard, part.Body)
+		}
+		m.bound.arm()
+		var err error
+		part, err = mr.NextPart()
+		m.bound.disarm()
 		if err == io.EOF {
 			switch {
 			case n == 1:

@@ -2,6 +2,9 @@ package filter_test
 
 import (
 	"bytes"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	"filtermail/filter"
@@ -54,4 +57,28 @@ func FuzzReadMessage(f *testing.F) {
 			t.Fatal("both encrypted and a Secure-Join request")
 		}
 	})
+}
+
+// A part's header is bounded as the message's is: a 25 MB header line in
+// the payload part is refused without being held.
+func TestPartHeaderBounded(t *testing.T) {
+	huge := "X-Long: " + strings.Repeat("x", 25<<20)
+	for name, msg := range map[string][]byte{
+		"payload": filtertest.EncryptedParts(alice, bob, "Version: 1", "application/octet-stream\n"+huge, filtertest.GoCryptoV6(t, []byte("hi"))),
+		"control": filtertest.EncryptedParts(alice, bob, "Version: 1\r\n", "application/octet-stream", filtertest.GoCryptoV6(t, []byte("hi"))),
+	} {
+		if name == "control" {
+			msg = bytes.Replace(msg, []byte("Content-Type: application/pgp-encrypted"), []byte("Content-Type: application/pgp-encrypted\r\n"+huge), 1)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m := filter.ReadMessage(bytes.NewReader(msg))
+		runtime.ReadMemStats(&after)
+		if m.Encrypted || !strings.Contains(fmt.Sprint(m.NotEncrypted), "part header larger") {
+			t.Errorf("%s: encrypted %v, %v; want a part header too large", name, m.Encrypted, m.NotEncrypted)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+			t.Errorf("%s: reading it allocated %d bytes", name, got)
+		}
+	}
 }

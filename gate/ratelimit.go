@@ -8,8 +8,14 @@ import (
 
 // maxTrackedSenders bounds the rate limiter's memory. Only senders whose
 // allowance is not full again are tracked, so reaching this bound takes
-// that many distinct senders within one refill period.
+// that many distinct senders within the time a message's token takes to
+// come back (a second at the relay's default 60 a minute).
 const maxTrackedSenders = 100_000
+
+// fullSweepEvery is how often a full table is swept for a new sender:
+// the senders whose bucket is full again make room, and the sweep's cost
+// (some milliseconds for the whole table) stays bounded.
+const fullSweepEvery = time.Second
 
 // rateLimiter gives each sender a token bucket: burst messages at once,
 // refilled at perMinute messages a minute.
@@ -49,8 +55,9 @@ func (l *rateLimiter) setRate(perMinute, burst int) {
 }
 
 // Allow takes one message from sender's allowance and reports whether
-// there was one. When too many senders are tracked, a new one is refused
-// too, for a moment.
+// there was one. When too many senders are tracked, the table is swept
+// for the new one; only if every tracked sender sent within the last
+// moment is it refused too, until the next sweep.
 func (l *rateLimiter) Allow(sender string) bool {
 	key := strings.ToLower(sender)
 	now := l.now()
@@ -60,6 +67,9 @@ func (l *rateLimiter) Allow(sender string) bool {
 		l.sweep(now)
 	}
 	b, ok := l.buckets[key]
+	if !ok && len(l.buckets) >= maxTrackedSenders && now.Sub(l.lastSweep) >= fullSweepEvery {
+		l.sweep(now)
+	}
 	if !ok {
 		if len(l.buckets) >= maxTrackedSenders {
 			return false

@@ -52,6 +52,12 @@ func TestRateLimiterMemoryBounded(t *testing.T) {
 	if len(l.buckets) > maxTrackedSenders {
 		t.Errorf("%d senders tracked, bound is %d", len(l.buckets), maxTrackedSenders)
 	}
+	// A second later, the tokens the senders took are back: a full table
+	// makes room for a new sender at once.
+	clock.advance(fullSweepEvery)
+	if !l.Allow("next@example.org") {
+		t.Error("new sender refused a second after the table filled")
+	}
 	// Once their buckets refill, the senders are forgotten.
 	clock.advance(11 * time.Second)
 	if !l.Allow("new@example.org") {

@@ -112,7 +112,7 @@ func (b *dataBody) fill() {
 	}
 	c.SetReadDeadline(readBy)
 	n, err := c.Conn.Read(b.buf)
-	if n == 0 && c.wokenByDrain(err) {
+	if n == 0 && c.woken(err) {
 		return
 	}
 	b.deadline = b.deadline.Add(time.Duration(n) * time.Second / time.Duration(c.l.minRate))

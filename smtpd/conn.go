@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"strings"
 	"sync"
@@ -38,13 +39,26 @@ type paramListener struct {
 	limit   int64         // bounds a DATA body
 	blocks  blockPool
 
+	// At stressAt connections open, the listener is under stress: a
+	// connection waiting for a command gets stressIdle from its last one
+	// (see paramConn.readMore), until fewer than 3/4 of stressAt are
+	// open.
+	stressAt   int
+	stressIdle time.Duration
+	stressed   atomic.Bool
+	log        *log.Logger
+
 	mu       sync.Mutex
 	conns    map[*paramConn]struct{}
 	draining bool
 }
 
 func newParamListener(ln net.Listener, m *metrics.Metrics, idle time.Duration, limit int64) *paramListener {
-	return &paramListener{Listener: ln, m: m, idle: idle, minRate: minDataRate, limit: limit, conns: map[*paramConn]struct{}{}}
+	return &paramListener{
+		Listener: ln, m: m, idle: idle, minRate: minDataRate, limit: limit,
+		stressAt: MaxConnections, stressIdle: stressTimeout,
+		conns: map[*paramConn]struct{}{},
+	}
 }
 
 func (l *paramListener) Accept() (net.Conn, error) {
@@ -52,13 +66,31 @@ func (l *paramListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &paramConn{Conn: nc, l: l, limit: l.limit}
+	c := &paramConn{Conn: nc, l: l, limit: l.limit, lineAt: time.Now()}
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	c.draining.Store(l.draining)
+	if len(l.conns) >= l.stressAt && !l.stressed.Load() {
+		l.stress()
+	}
 	l.mu.Unlock()
 	l.m.ConnectionOpened()
 	return c, nil
+}
+
+// stress puts the listener under stress and wakes the connections that
+// wait for a command, so that their wait is cut to stressIdle. Called
+// with l.mu held.
+func (l *paramListener) stress() {
+	l.stressed.Store(true)
+	if l.log != nil {
+		l.log.Printf("SMTP connections at the limit (%d): a client gets %v for each command until fewer than %d are open.", l.stressAt, l.stressIdle, l.stressAt*3/4)
+	}
+	for c := range l.conns {
+		if c.waiting.Load() {
+			c.Conn.SetReadDeadline(time.Now())
+		}
+	}
 }
 
 // drain makes every connection finish the transaction it is in and then
@@ -124,6 +156,9 @@ type paramConn struct {
 	accepted     bool      // the last DATA got 354
 	inTx         bool      // MAIL was accepted and the transaction is not over
 	readDeadline time.Time // as go-smtp last set it
+	lineAt       time.Time // when the last command line came
+
+	waiting atomic.Bool // reading the next command: stress wakes it
 
 	draining atomic.Bool
 	wmu      sync.Mutex // writes: go-smtp's and a cut-off's 421
@@ -202,17 +237,34 @@ func (c *paramConn) Body() io.Reader {
 
 // readMore reads from the client into c.in. Between transactions of a
 // stopping filter it waits drainGrace at most, then answers 421 and ends
-// the connection.
+// the connection. Under stress, a command has stressIdle from the one
+// before, as Postfix's smtpd_timeout under stress: idle clients make room
+// for others.
 func (c *paramConn) readMore() error {
 	idle := c.draining.Load() && c.state == stateCommand && !c.inTx
-	if idle {
+	// Waiting is set before stress is looked at: stress that comes
+	// later wakes the read.
+	c.waiting.Store(c.state == stateCommand)
+	var stressBy time.Time
+	switch {
+	case idle:
 		c.Conn.SetReadDeadline(time.Now().Add(drainGrace))
+	case c.state == stateCommand && c.l.stressed.Load():
+		if by := c.lineAt.Add(c.l.stressIdle); c.readDeadline.IsZero() || by.Before(c.readDeadline) {
+			stressBy = by
+			c.Conn.SetReadDeadline(by)
+		}
 	}
 	n, err := c.Conn.Read(c.buf[:])
+	c.waiting.Store(false)
 	c.in = append(c.in, c.buf[:n]...)
-	if n == 0 && c.wokenByDrain(err) {
+	if n == 0 && isTimeout(err) && !stressBy.IsZero() && !time.Now().Before(stressBy) {
+		c.err = err // go-smtp answers a timeout 421 and ends the connection
+		return nil
+	}
+	if n == 0 && c.woken(err) {
 		if !idle {
-			return nil // read again, with the grace
+			return nil // read again, with the grace or under stress
 		}
 		c.writeRaw(shutdownReply)
 		return io.EOF
@@ -228,7 +280,7 @@ func (c *paramConn) readChunk(p []byte) (int, error) {
 	// it gets its own instead.
 	c.SetReadDeadline(time.Now().Add(c.l.idle))
 	n, err := c.Conn.Read(p)
-	if n == 0 && c.wokenByDrain(err) {
+	if n == 0 && c.woken(err) {
 		return 0, nil
 	}
 	c.err = quietError(err)
@@ -240,18 +292,18 @@ func (c *paramConn) readChunk(p []byte) (int, error) {
 	return k, nil
 }
 
-// wokenByDrain reports whether err is a read timeout that drain caused,
-// or the drain grace running out, rather than go-smtp's own timeout. In a
+// woken reports whether err is a read timeout that is not the read's
+// own: drain or stress woke the read, or the drain grace ran out. In a
 // transaction, go-smtp's deadline is put back for the next read.
-func (c *paramConn) wokenByDrain(err error) bool {
-	if !isTimeout(err) || !c.draining.Load() {
+func (c *paramConn) woken(err error) bool {
+	if !isTimeout(err) {
 		return false
 	}
-	if c.state == stateCommand && !c.inTx {
+	if c.draining.Load() && c.state == stateCommand && !c.inTx {
 		return true
 	}
 	if !c.readDeadline.IsZero() && !time.Now().Before(c.readDeadline) {
-		return false // go-smtp's timeout
+		return false // go-smtp's timeout, or the body's
 	}
 	c.Conn.SetReadDeadline(c.readDeadline)
 	return true
@@ -287,6 +339,7 @@ func (c *paramConn) process() bool {
 	}
 	line := c.in[:i+1]
 	c.in = c.in[i+1:]
+	c.lineAt = time.Now()
 	verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
 	verb = strings.ToUpper(verb)
 	if c.draining.Load() && !c.inTx && (verb == "MAIL" || verb == "BDAT" || verb == "DATA") {
@@ -375,6 +428,9 @@ func (c *paramConn) Close() error {
 	c.closing.Do(func() {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
+		if len(c.l.conns) < c.l.stressAt*3/4 {
+			c.l.stressed.Store(false)
+		}
 		c.l.mu.Unlock()
 		c.l.m.ConnectionClosed()
 		err = c.Conn.Close()

@@ -29,6 +29,10 @@ const (
 	// new ones wait in the listen queue until one closes. Postfix opens
 	// one for each of its smtpd processes (default_process_limit, 100).
 	MaxConnections = 1000
+	// stressTimeout is what a command may take, from the one before,
+	// while MaxConnections are open: Postfix's smtpd_timeout under
+	// stress, ${stress?10s}.
+	stressTimeout = 10 * time.Second
 )
 
 // Options configure a Server.
@@ -73,6 +77,7 @@ func New(o Options) *Server {
 func (s *Server) Listen(ln net.Listener) {
 	s.smtp.ReadTimeout = s.idle
 	s.ln = newParamListener(activation.LimitListener(ln, MaxConnections), s.metrics, s.idle, s.smtp.MaxMessageBytes)
+	s.ln.log = s.log
 }
 
 // Serve answers SMTP connections on the listener given to Listen until
