@@ -46,13 +46,26 @@ const reinjectService = "127.0.0.1:10025"
 
 func startRelay(t *testing.T, params ...string) *relay {
 	t.Helper()
+	return startRelayWith(t, nil, params...)
+}
+
+// startRelayWith is startRelay with each of README.md's services passed
+// through edit first, if it is not nil.
+func startRelayWith(t *testing.T, edit func(service) service, params ...string) *relay {
+	t.Helper()
 	host := testnet.Host(t)
 	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept), senders: newSenders(t)}
+	services := readmeServices(t, host)
+	for i := range services {
+		if edit != nil {
+			services[i] = edit(services[i])
+		}
+	}
 	r.postfix = startPostfix(t, postfixConfig{
 		Host:      host,
 		SinkPort:  r.sink.Port,
 		Mailboxes: []string{"alice", "carol", "strict", "echo", "dora"},
-		Services:  readmeServices(t, host),
+		Services:  services,
 	})
 	r.submission, r.mx, r.aqueue = r.Addr("submission"), r.Addr("smtp"), r.Addr("588")
 	o := daemontest.Options{Params: append([]string{

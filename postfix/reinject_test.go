@@ -113,8 +113,8 @@ func TestRecipientRefused(t *testing.T) {
 	}
 }
 
-// An aborted hand-over leaves nothing with Postfix, at any point, and a
-// large body goes in many chunks.
+// An aborted hand-over leaves nothing with Postfix, at any point, and its
+// connection serves the next; a large body goes in many chunks.
 func TestAbort(t *testing.T) {
 	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
 	r := &postfix.Reinjector{Addr: sink.Addr()}
@@ -139,6 +139,9 @@ func TestAbort(t *testing.T) {
 	}
 	if got := sink.Messages(); len(got) != 1 || !bytes.Equal(got[0].Data, large) {
 		t.Errorf("the sink has %d messages, want the committed one only", len(got))
+	}
+	if n := sink.Connections(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }
 

@@ -348,10 +348,7 @@ func (t *Transaction) keep() bool {
 	if t.bw.Buffered() > 0 || t.br.Buffered() > 0 || !t.r.idle.put(l) {
 		return false
 	}
-	if t.buf != nil {
-		t.r.chunks.put(t.buf)
-		t.buf = nil
-	}
+	t.releaseBuffer()
 	return true
 }
 
@@ -399,21 +396,42 @@ func (t *Transaction) finalReply() error {
 
 // Abort discards the transaction: Postfix queues nothing of it. It may be
 // called at any time, and more than once.
+//
+// Before the body, and in BDAT, that is RSET: Postfix drops the envelope
+// and the chunks it has, and the connection is kept for the next
+// transaction once Postfix has answered every chunk and the RSET. In DATA,
+// closing before the final dot is the only way; so it is wherever the
+// connection failed.
 func (t *Transaction) Abort() {
 	if t.done {
 		return
 	}
 	t.done = true
-	if t.err == nil && (!t.inBody || t.chunking) {
-		// RSET discards the chunks sent; before the body, it ends the
-		// envelope. Postfix's answer is not waited for: closing the
-		// connection after it discards the message as well.
-		t.conn.SetDeadline(time.Now().Add(commandTimeout))
-		t.bw.WriteString("RSET\r\nQUIT\r\n")
-		t.bw.Flush()
+	if t.err == nil && (!t.inBody || t.chunking) && t.reset() && t.stop() {
+		t.conn.SetDeadline(time.Time{})
+		if t.r.idle.put(&link{conn: t.conn, br: t.br, bw: t.bw, chunking: t.chunking, utf8: t.utf8}) {
+			t.releaseBuffer()
+			return
+		}
 	}
-	// In DATA, closing before the final dot is the only way to abort.
 	t.close()
+}
+
+// reset sends RSET and reads the replies still due, the chunks' and its
+// own; it reports whether all came and the last was 250.
+func (t *Transaction) reset() bool {
+	t.conn.SetDeadline(time.Now().Add(commandTimeout))
+	t.bw.WriteString("RSET\r\n")
+	if t.bw.Flush() != nil {
+		return false
+	}
+	for ; t.pending > 0; t.pending-- {
+		if _, err := readReply(t.br); err != nil {
+			return false
+		}
+	}
+	reply, err := readReply(t.br)
+	return err == nil && reply.Code == 250 && t.br.Buffered() == 0
 }
 
 // quit says goodbye after a committed message, without waiting long.
@@ -426,6 +444,11 @@ func (t *Transaction) quit() {
 func (t *Transaction) close() {
 	t.stop()
 	t.conn.Close()
+	t.releaseBuffer()
+}
+
+// releaseBuffer gives the chunk buffer back.
+func (t *Transaction) releaseBuffer() {
 	if t.buf != nil {
 		t.r.chunks.put(t.buf)
 		t.buf = nil
