@@ -31,10 +31,13 @@ type link struct {
 	since    time.Time // idle since
 }
 
-// idleLinks are the connections kept.
+// idleLinks are the connections kept. A timer closes them once they
+// have waited idleTimeout, so that Postfix's processes are not held when
+// mail stops coming.
 type idleLinks struct {
 	mu    sync.Mutex
-	links []*link
+	links []*link // the oldest first
+	timer *time.Timer
 }
 
 // take returns the connection used last that is still open, or nil.
@@ -63,7 +66,22 @@ func (p *idleLinks) put(l *link) bool {
 	}
 	l.since = time.Now()
 	p.links = append(p.links, l)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(idleTimeout, p.expire)
+	}
 	return true
+}
+
+// expire closes the connections that waited too long, and sets the timer
+// for the next one to.
+func (p *idleLinks) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sweep()
+	p.timer = nil
+	if len(p.links) > 0 {
+		p.timer = time.AfterFunc(time.Until(p.links[0].since.Add(idleTimeout))+time.Millisecond, p.expire)
+	}
 }
 
 // sweep closes the connections kept too long; the oldest come first.

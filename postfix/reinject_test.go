@@ -296,3 +296,18 @@ func TestConnectionKept(t *testing.T) {
 		t.Errorf("%d connections, %d messages; want 2 and 4", n, m)
 	}
 }
+
+// A kept connection is closed once it has waited its time, even when no
+// more mail comes.
+func TestConnectionExpires(t *testing.T) {
+	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+	r := &postfix.Reinjector{Addr: sink.Addr()}
+	if err := handOver(context.Background(), r, []string{"b@example.net"}, []byte("Subject: x\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); sink.Open() > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the kept connection is still open after 20 s")
+		}
+	}
+}

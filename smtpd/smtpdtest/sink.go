@@ -44,6 +44,7 @@ type Sink struct {
 	server   *smtp.Server
 	ln       net.Listener
 	conns    []net.Conn // every connection accepted
+	open     int        // connections not closed
 }
 
 // NewSink starts a sink on a free loopback port; it stops when the test ends.
@@ -108,6 +109,14 @@ func (s *Sink) Connections() int {
 	return len(s.conns)
 }
 
+// Open returns how many of the sink's connections are open: the server
+// closes one when its client has closed it.
+func (s *Sink) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
+
 // DropConnections closes every connection the sink has accepted, as a
 // server does that times out idle clients.
 func (s *Sink) DropConnections() {
@@ -126,12 +135,30 @@ type countingListener struct {
 
 func (l countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.s.mu.Lock()
-		l.s.conns = append(l.s.conns, c)
-		l.s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	l.s.conns = append(l.s.conns, c)
+	l.s.open++
+	return &trackedConn{Conn: c, s: l.s}, nil
+}
+
+// trackedConn counts its closing.
+type trackedConn struct {
+	net.Conn
+	s    *Sink
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.open--
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
