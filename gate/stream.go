@@ -49,8 +49,6 @@ func (tx *Tx) Data(body io.Reader) error {
 		return errors.New("gate: transaction already ended")
 	}
 	tx.done = true
-	start := time.Now()
-	defer func() { g.metrics.Processed(time.Since(start)) }()
 	if tx.handover == nil {
 		return tx.dropAll(body)
 	}
@@ -66,6 +64,10 @@ func (tx *Tx) Data(body io.Reader) error {
 		return &ReadError{err}
 	}
 	g.metrics.Received(size, len(tx.to))
+	// The time that counts is the client's wait: from the end of its
+	// message to the reply.
+	end := time.Now()
+	defer func() { g.metrics.Processed(time.Since(end)) }()
 	return tx.finish(s, size)
 }
 
@@ -75,6 +77,7 @@ func (tx *Tx) dropAll(body io.Reader) error {
 	if err != nil {
 		return &ReadError{err}
 	}
+	tx.g.metrics.Processed(0)
 	tx.g.metrics.Received(size, tx.disabled)
 	tx.g.outcome(metrics.Dropped, metrics.ReasonDisabled, size, tx.disabled)
 	return nil
