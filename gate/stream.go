@@ -49,7 +49,12 @@ func (tx *Tx) Data(body io.Reader) error {
 		return errors.New("gate: transaction already ended")
 	}
 	tx.done = true
-	if tx.handover == nil {
+	if len(tx.to) == 0 {
+		// Incoming, every recipient Postfix took is disabled: nothing
+		// to hand over.
+		if tx.handover != nil {
+			tx.handover.Abort()
+		}
 		return tx.dropAll(body)
 	}
 	if tx.disabled > 0 {
