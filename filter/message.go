@@ -78,7 +78,7 @@ func (b *partHeaderBound) Read(p []byte) (int, error) {
 func ReadMessage(r io.Reader) *Message {
 	m := &Message{}
 	m.bound = &partHeaderBound{r: r}
-	e, err := message.Read(bufio.NewReader(m.bound))
+	e, err := message.ReadWithOptions(bufio.NewReader(m.bound), &message.ReadOptions{MaxHeaderBytes: MaxHeaderBytes})
 	if e == nil {
 		m.NotEncrypted = fmt.Errorf("unreadable header: %w", err)
 		return m
@@ -99,11 +99,48 @@ func ReadMessage(r io.Reader) *Message {
 	return m
 }
 
+// MaxHeaderBytes bounds the message header the verdict reads: a longer
+// one is unreadable, and the message is not encrypted and has no From
+// address. Postfix keeps no more of a header either (header_size_limit,
+// 100 KiB by default).
+const MaxHeaderBytes = 256 << 10
+
 // HeaderFrom returns the single address of the From field of a message
 // header (its bytes up to and including the empty line that ends it), as
-// ReadMessage finds it in the whole message; "" if there is none.
+// ReadMessage finds it in the whole message; "" if there is none. Only
+// the From fields are parsed: the rest of the header is skipped, not
+// read into fields.
 func HeaderFrom(header []byte) string {
-	e, _ := message.Read(bytes.NewReader(header))
+	if len(header) > MaxHeaderBytes {
+		return ""
+	}
+	var from []byte
+	in := false // in a From field, its continuation lines included
+	for rest := header; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		rest = rest[len(line):]
+		switch {
+		case len(bytes.TrimRight(line, "\r\n")) == 0:
+			rest = nil // the end of the header
+		case line[0] == ' ' || line[0] == '\t':
+			if in {
+				from = append(from, line...)
+			}
+		default:
+			name, _, _ := bytes.Cut(line, []byte(":"))
+			in = bytes.EqualFold(bytes.TrimRight(name, " \t"), []byte("From"))
+			if in {
+				from = append(from, line...)
+			}
+		}
+	}
+	if from == nil {
+		return ""
+	}
+	e, _ := message.Read(bytes.NewReader(append(from, "\r\n"...)))
 	if e == nil {
 		return ""
 	}

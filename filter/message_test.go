@@ -82,3 +82,22 @@ func TestPartHeaderBounded(t *testing.T) {
 		}
 	}
 }
+
+// HeaderFrom, which reads only the From fields of a header, finds the
+// address ReadMessage finds in the whole message, whenever it finds one.
+func FuzzHeaderFrom(f *testing.F) {
+	f.Add([]byte("From: Alice <alice@example.org>\r\nTo: b@example.org\r\n\r\n"))
+	f.Add([]byte("To: b\r\nfrom :\r\n <alice@example.org>\r\nFrom: x@y\r\n\r\n"))
+	f.Add([]byte("X: y\r\n From: a@b\r\nFROM: c@d\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, header []byte) {
+		end := bytes.Index(header, []byte("\r\n\r\n"))
+		if end < 0 {
+			return
+		}
+		header = header[:end+4]
+		want := filter.ReadMessage(bytes.NewReader(append(header, "body\r\n"...))).From
+		if got := filter.HeaderFrom(header); want != "" && got != want {
+			t.Errorf("%q: HeaderFrom %q, ReadMessage %q", header, got, want)
+		}
+	})
+}

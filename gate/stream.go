@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"filtermail/dkim"
 	"filtermail/filter"
 	"filtermail/metrics"
@@ -17,9 +19,9 @@ const (
 	// blockSize is how much of a message is read at a time.
 	blockSize = 64 << 10
 	// maxHeldHeader bounds the header held back from Postfix until its
-	// end, as the MIME reader bounds a header: a longer one is not
-	// read, and its message is refused.
-	maxHeldHeader = 1 << 20
+	// end, as the verdict bounds a header (filter.MaxHeaderBytes): a
+	// longer one is not read, and its message is refused.
+	maxHeldHeader = filter.MaxHeaderBytes
 )
 
 // judgement is the verdict of package filter on a message.
@@ -45,10 +47,9 @@ type judgement struct {
 // otherwise, so Postfix never queues a refused message.
 func (tx *Tx) Data(body io.Reader) error {
 	g := tx.g
-	if tx.done {
-		return errors.New("gate: transaction already ended")
+	if !tx.begin() {
+		return errTransactionEnded
 	}
-	tx.done = true
 	if len(tx.to) == 0 {
 		// Incoming, every recipient Postfix took is disabled: nothing
 		// to hand over.
@@ -75,6 +76,10 @@ func (tx *Tx) Data(body io.Reader) error {
 	defer func() { g.metrics.Processed(time.Since(end)) }()
 	return tx.finish(s, size)
 }
+
+// errTransactionEnded is Data's answer on a transaction that was aborted
+// or had its message: the client reset it, and hears nothing of this.
+var errTransactionEnded = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: no transaction"}
 
 // dropAll reads a message none of whose recipients gets it.
 func (tx *Tx) dropAll(body io.Reader) error {
@@ -105,6 +110,9 @@ type stream struct {
 	restart  bool  // incoming: the sender became <> for Postfix
 	lost     error // the hand-over failed while the body was sent
 	tooLarge bool  // the header was too large to hold
+
+	end    context.Context // from the end of the message on: its deadline
+	cancel context.CancelFunc
 }
 
 func (tx *Tx) newStream() *stream {
@@ -137,6 +145,9 @@ func (s *stream) run(body io.Reader) (int64, error) {
 	var size int64
 	for {
 		n, err := body.Read(buf)
+		if err == io.EOF {
+			s.ended()
+		}
 		if n > 0 {
 			size += int64(n)
 			s.block(buf[:n])
@@ -151,6 +162,15 @@ func (s *stream) run(body io.Reader) (int64, error) {
 			return size, err
 		}
 	}
+}
+
+// ended takes note that the client's message is over: from now on, the
+// hand-over has CommitTimeout in all to end, its last bytes, the envelope
+// of an incoming message and the DKIM check included, so that the client
+// hears the answer within Postfix's smtpd_proxy_timeout.
+func (s *stream) ended() {
+	s.end, s.cancel = context.WithTimeout(s.tx.ctx, s.tx.g.handover.CommitTimeout())
+	s.tx.handover.Bound(s.end)
 }
 
 // block passes the next bytes of the message on.
@@ -196,7 +216,7 @@ func (s *stream) headerDone(n int) {
 		// Incoming mail whose envelope sender is not its From address
 		// goes on with the sender <>: no bounce may go there.
 		s.restart = true
-		if err := tx.handover.Restart("", tx.to); err != nil {
+		if err := tx.handover.Restart("", tx.opts, tx.to); err != nil {
 			s.lost, s.forward = err, false
 		}
 	}
@@ -257,21 +277,33 @@ func (s *stream) abort() {
 // wait ends the judges' input and returns their verdicts: the DKIM
 // result is the zero Result when the check did not run.
 func (s *stream) wait() (judgement, dkim.Result) {
-	s.stop()
+	s.closeInputs()
 	if s.verdict == nil {
 		j := <-s.judged
 		s.verdict = &j
 	}
 	var res dkim.Result
 	if s.checked != nil {
-		res = <-s.checked
+		select {
+		case res = <-s.checked:
+		case <-s.end.Done():
+			res = dkim.Result{Outcome: dkim.TempFail, Err: errors.New("DKIM check not done in time")}
+		}
 		s.checked = nil
 	}
 	return *s.verdict, res
 }
 
-// stop closes the judges' input.
+// stop ends the stream: the judges' input, and the deadline.
 func (s *stream) stop() {
+	s.closeInputs()
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// closeInputs closes the judges' input.
+func (s *stream) closeInputs() {
 	if s.filterW != nil {
 		s.filterW.Close()
 		s.filterW = nil
@@ -351,9 +383,7 @@ func (tx *Tx) finish(s *stream, size int64) error {
 	// The hand-over is not cancelled when the filter stops: mail in
 	// flight is finished.
 	handStart := time.Now()
-	ctx, cancel := context.WithTimeout(tx.ctx, g.handover.CommitTimeout())
-	defer cancel()
-	if err := tx.handover.Commit(ctx); err != nil {
+	if err := tx.handover.Commit(s.end); err != nil {
 		return g.handoverFailed(err, time.Since(handStart))
 	}
 	g.metrics.Reinject(metrics.ReinjectOK, time.Since(handStart))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,8 +29,21 @@ type Tx struct {
 	to       []string // the recipients Postfix took
 	disabled int      // incoming: recipients dropped, their accounts disabled
 	handover *postfix.Transaction
-	done     bool
+
+	// Abort may come from another goroutine while Data runs (go-smtp
+	// resets a session during BDAT): whichever comes first decides.
+	mu    sync.Mutex
+	state txState
 }
+
+// txState is where a transaction is.
+type txState int
+
+const (
+	txEnvelope txState = iota // MAIL and RCPTs
+	txData                    // Data runs: it ends the hand-over itself
+	txEnded
+)
 
 // Mail starts a transaction from the envelope sender from ("" for <>),
 // with the MAIL FROM parameters in opts to pass on. Outgoing, the sender
@@ -80,12 +94,30 @@ func (tx *Tx) Rcpt(to string) error {
 }
 
 // Abort ends the transaction where it is: Postfix keeps nothing of it.
-// It may be called at any time, and more than once.
+// It may be called at any time, from any goroutine, and more than once.
+// Once Data runs, the message decides: Data ends the hand-over itself,
+// and a reset connection ends its body, so Data aborts.
 func (tx *Tx) Abort() {
-	tx.done = true
-	if tx.handover != nil {
+	tx.mu.Lock()
+	envelope := tx.state == txEnvelope
+	if envelope {
+		tx.state = txEnded
+	}
+	tx.mu.Unlock()
+	if envelope && tx.handover != nil {
 		tx.handover.Abort()
 	}
+}
+
+// begin moves the transaction to its message; false if it ended.
+func (tx *Tx) begin() bool {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state != txEnvelope {
+		return false
+	}
+	tx.state = txData
+	return true
 }
 
 // handoverFailed counts and logs a hand-over that failed, and returns the

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -158,4 +159,31 @@ func replyText(r *smtp.SMTPError) string {
 		text += fmt.Sprintf(" %d.%d.%d", e[0], e[1], e[2])
 	}
 	return text + " " + r.Message
+}
+
+// From the end of the message, the hand-over has the reinjector's
+// Timeout in all: a Postfix that never answers the end of the message
+// costs that long, then 451 4.4.2, and the DKIM check and the sender <>
+// of an incoming message (forwarded mail) are within it too.
+func TestHandOverBounded(t *testing.T) {
+	const from, to = "srs0=x@fwd.example", "bob@chat.example.org"
+	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
+	_, release := sink.Hold(t)
+	defer release()
+	g := New(Options{
+		Direction: Incoming,
+		Policy:    &filter.Policy{Markers: filter.Mailboxes{Dir: t.TempDir()}},
+		Origin:    &origin{outcome: dkim.Pass},
+		Handover:  &postfix.Reinjector{Addr: sink.Addr(), Timeout: 500 * time.Millisecond},
+		Log:       log.New(io.Discard, "", 0),
+		Metrics:   metrics.New(metrics.Incoming, "test"),
+	})
+	start := time.Now()
+	got := send(t, g, from, []string{to}, filtertest.Encrypted("carol@example.net", to, filtertest.GoCryptoV6(t, []byte("hi"))))
+	if !strings.HasPrefix(got, "451 4.4.2") {
+		t.Errorf("reply %q, want 451 4.4.2", got)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("answered after %v, with a timeout of 0.5 s", d)
+	}
 }

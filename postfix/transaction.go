@@ -46,7 +46,7 @@ type Transaction struct {
 	conn     net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	stop     func() bool // stops closing conn when the context ends
+	stops    []func() bool // stop closing conn when a context ends
 	ctx      context.Context
 	chunking bool
 	utf8     bool
@@ -59,6 +59,10 @@ type Transaction struct {
 	err     error // the transaction failed; nothing more is sent
 	done    bool
 }
+
+// errEnded is the error of a transaction used after it was committed or
+// aborted.
+var errEnded = &Error{ErrBroken, errors.New("transaction already ended")}
 
 // Begin connects to Postfix and starts a transaction with MAIL FROM. Its
 // error is an *Error: Postfix's own refusal of MAIL, or 451 when Postfix
@@ -99,7 +103,7 @@ func (r *Reinjector) Begin(ctx context.Context, from string, opts *smtp.MailOpti
 // the connection is closed, which ends any read or write.
 func (r *Reinjector) transaction(ctx context.Context, l *link) *Transaction {
 	t := &Transaction{r: r, conn: l.conn, br: l.br, bw: l.bw, chunking: l.chunking, utf8: l.utf8, ctx: ctx}
-	t.stop = context.AfterFunc(ctx, func() { l.conn.Close() })
+	t.stops = []func() bool{context.AfterFunc(ctx, func() { l.conn.Close() })}
 	return t
 }
 
@@ -168,16 +172,16 @@ func (t *Transaction) Rcpt(to string) error {
 }
 
 // Restart puts a new envelope on the transaction before its body: RSET,
-// MAIL FROM from, and RCPT for each of to. Any refusal ends the
-// transaction.
-func (t *Transaction) Restart(from string, to []string) error {
+// MAIL FROM from with opts, and RCPT for each of to. Any refusal ends the
+// transaction: a recipient told 250 before is not to be dropped quietly.
+func (t *Transaction) Restart(from string, opts *smtp.MailOptions, to []string) error {
 	if t.inBody {
 		return t.fail(errors.New("new envelope after the body began"))
 	}
 	if err := t.command("RSET", "RSET"); err != nil {
 		return t.fail(err)
 	}
-	if err := t.command("MAIL", mailCommand(from, nil, t.utf8)); err != nil {
+	if err := t.command("MAIL", mailCommand(from, opts, t.utf8)); err != nil {
 		return t.fail(err)
 	}
 	for _, rcpt := range to {
@@ -191,6 +195,9 @@ func (t *Transaction) Restart(from string, to []string) error {
 // command sends one command and reads its reply; a reply other than 250
 // comes back as an *Error with Postfix's reply.
 func (t *Transaction) command(stage, line string) error {
+	if t.done {
+		return errEnded
+	}
 	if t.err != nil {
 		return t.err
 	}
@@ -221,8 +228,14 @@ func (t *Transaction) command(stage, line string) error {
 // latest flushAfter after they came; a write that fails ends the
 // transaction, and Commit then says why.
 func (t *Transaction) Write(p []byte) (int, error) {
+	if t.done {
+		return 0, errEnded
+	}
 	if t.err != nil {
 		return 0, t.err
+	}
+	if len(p) == 0 {
+		return 0, nil
 	}
 	if !t.inBody {
 		if err := t.startBody(); err != nil {
@@ -319,6 +332,9 @@ func (t *Transaction) chunkReply() error {
 // the message, else an *Error whose Reply goes to the client. ctx bounds
 // the wait. The connection is closed either way.
 func (t *Transaction) Commit(ctx context.Context) error {
+	if t.done {
+		return errEnded
+	}
 	stop := context.AfterFunc(ctx, func() { t.conn.Close() })
 	err := t.commit()
 	open := stop()
@@ -341,7 +357,7 @@ func (t *Transaction) Commit(ctx context.Context) error {
 // ones, and reports whether it did.
 func (t *Transaction) keep() bool {
 	if !t.stop() {
-		return false // the transaction's context closed it
+		return false // a context of the transaction closed it
 	}
 	t.conn.SetDeadline(time.Time{})
 	l := &link{conn: t.conn, br: t.br, bw: t.bw, chunking: t.chunking, utf8: t.utf8}
@@ -398,21 +414,26 @@ func (t *Transaction) finalReply() error {
 // called at any time, and more than once.
 //
 // Before the body, and in BDAT, that is RSET: Postfix drops the envelope
-// and the chunks it has, and the connection is kept for the next
-// transaction once Postfix has answered every chunk and the RSET. In DATA,
-// closing before the final dot is the only way; so it is wherever the
-// connection failed.
+// and the chunks it has. A connection whose transaction ended before its
+// body is kept for the next; one that carried chunks is closed once
+// Postfix has answered them and the RSET (go-smtp's server, for one,
+// may still be busy with the aborted chunks when the next transaction
+// comes). In DATA, closing before the final dot is the only way; so it
+// is wherever the connection failed.
 func (t *Transaction) Abort() {
 	if t.done {
 		return
 	}
 	t.done = true
-	if t.err == nil && (!t.inBody || t.chunking) && t.reset() && t.stop() {
+	if t.err == nil && (!t.inBody || t.chunking) && t.reset() && !t.inBody && t.stop() {
 		t.conn.SetDeadline(time.Time{})
 		if t.r.idle.put(&link{conn: t.conn, br: t.br, bw: t.bw, chunking: t.chunking, utf8: t.utf8}) {
 			t.releaseBuffer()
 			return
 		}
+	}
+	if t.inBody && t.chunking && t.err == nil {
+		t.quit()
 	}
 	t.close()
 }
@@ -439,6 +460,23 @@ func (t *Transaction) quit() {
 	t.conn.SetDeadline(time.Now().Add(time.Second))
 	t.bw.WriteString("QUIT\r\n")
 	t.bw.Flush()
+}
+
+// Bound ends the transaction when ctx ends, whatever it is doing then:
+// for the time from the end of the client's message to the answer.
+func (t *Transaction) Bound(ctx context.Context) {
+	t.stops = append(t.stops, context.AfterFunc(ctx, func() { t.conn.Close() }))
+}
+
+// stop stops the contexts from closing the connection, and reports
+// whether none had.
+func (t *Transaction) stop() bool {
+	open := true
+	for _, stop := range t.stops {
+		open = stop() && open
+	}
+	t.stops = nil
+	return open
 }
 
 func (t *Transaction) close() {

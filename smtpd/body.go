@@ -70,6 +70,12 @@ func (b *dataBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, b.out[b.off:])
 	b.off += n
+	if b.off == len(b.out) && b.err != nil {
+		// The end comes with the last bytes: the reader knows at once
+		// that the client's message is over.
+		b.release()
+		return n, b.err
+	}
 	return n, nil
 }
 

@@ -153,10 +153,11 @@ type paramConn struct {
 	// in pending, in order.
 	pending      []command
 	replies      replyScanner
-	accepted     bool      // the last DATA got 354
-	inTx         bool      // MAIL was accepted and the transaction is not over
-	readDeadline time.Time // as go-smtp last set it
-	lineAt       time.Time // when the last command line came
+	accepted     bool        // the last DATA got 354
+	dataReady    atomic.Bool // a DATA got 354 and its body has not been started
+	inTx         bool        // MAIL was accepted and the transaction is not over
+	readDeadline time.Time   // as go-smtp last set it
+	lineAt       time.Time   // when the last command line came
 
 	waiting atomic.Bool // reading the next command: stress wakes it
 
@@ -218,6 +219,7 @@ func (c *paramConn) startBody() {
 		return
 	}
 	c.state = stateCommand
+	c.dataReady.Store(false)
 	if c.accepted {
 		c.state, c.body = stateData, newDataBody(c, c.limit)
 	}
@@ -228,6 +230,12 @@ func (c *paramConn) startBody() {
 // none (BDAT). Its Read returns smtp.ErrDataTooLarge at the end of a
 // body over the size bound.
 func (c *paramConn) Body() io.Reader {
+	// For BDAT, go-smtp calls the session from a goroutine of its own:
+	// this flag, set on the connection's goroutine when DATA got its
+	// 354, is all that is looked at then.
+	if !c.dataReady.Load() {
+		return nil
+	}
 	c.startBody()
 	if c.state != stateData {
 		return nil
@@ -391,6 +399,7 @@ func (c *paramConn) replied(code int) {
 		c.inTx = c.inTx || ok
 	case "DATA":
 		c.accepted = code == 354
+		c.dataReady.Store(c.accepted)
 		if !c.accepted {
 			c.inTx = false
 		}

@@ -4,19 +4,29 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/emersion/go-smtp"
 
 	"filtermail/gate"
 )
 
-// session is one SMTP connection's transaction state.
+// session is one SMTP connection's transaction state. go-smtp runs Data
+// on a goroutine of its own for BDAT, and may reset the session while it
+// runs (RSET, QUIT, a broken connection): the mutex keeps the two apart,
+// and a transaction whose message is on its way ends itself (see
+// gate.Tx.Abort).
 type session struct {
 	s    *Server
 	conn *paramConn
-	tx   *gate.Tx // the open transaction, once MAIL was accepted
-	to   int      // recipients given
+
+	mu      sync.Mutex
+	tx      *gate.Tx      // the open transaction, once MAIL was accepted
+	to      int           // recipients given
+	running chan struct{} // closed when the Data that runs returns
 }
+
+var errNoTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: no transaction"}
 
 var errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: nested MAIL command"}
 
@@ -24,6 +34,8 @@ var errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5
 // as Postfix refuses it, and the transaction goes on as it was: go-smtp
 // keeps its sender and recipients whatever the session answers.
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	if ss.tx != nil {
 		return errNestedMail
 	}
@@ -38,6 +50,8 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt passes a recipient on, and Postfix's answer for it back; its
 // parameters never reach here (see paramConn).
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.to++
 	return ss.tx.Rcpt(to)
 }
@@ -53,7 +67,16 @@ func (ss *session) Data(r io.Reader) error {
 	if body := ss.conn.Body(); body != nil {
 		r = body
 	}
-	err := ss.tx.Data(r)
+	ss.mu.Lock()
+	tx, to := ss.tx, ss.to
+	running := make(chan struct{})
+	ss.running = running
+	ss.mu.Unlock()
+	defer close(running)
+	if tx == nil {
+		return errNoTransaction // reset before its message came
+	}
+	err := tx.Data(r)
 	var rerr *gate.ReadError
 	if !errors.As(err, &rerr) {
 		return err
@@ -61,7 +84,7 @@ func (ss *session) Data(r io.Reader) error {
 	var reply *smtp.SMTPError
 	switch {
 	case errors.Is(rerr.Err, smtp.ErrDataTooLarge):
-		ss.s.gate.TooLarge(ss.s.smtp.MaxMessageBytes, ss.to)
+		ss.s.gate.TooLarge(ss.s.smtp.MaxMessageBytes, to)
 		return smtp.ErrDataTooLarge
 	case errors.Is(rerr.Err, smtp.ErrDataReset), errors.As(rerr.Err, &reply):
 		return rerr.Err
@@ -71,11 +94,20 @@ func (ss *session) Data(r io.Reader) error {
 
 // Reset ends the transaction; Postfix keeps nothing of one that did not
 // get to its end.
+// A Data that runs (BDAT) has its body cut off by go-smtp before Reset,
+// and ends its transaction itself; Reset waits for it, so that the next
+// transaction starts after it.
 func (ss *session) Reset() {
-	if ss.tx != nil {
-		ss.tx.Abort()
+	ss.mu.Lock()
+	tx, running := ss.tx, ss.running
+	ss.tx, ss.to, ss.running = nil, 0, nil
+	ss.mu.Unlock()
+	if tx != nil {
+		tx.Abort()
 	}
-	ss.tx, ss.to = nil, 0
+	if running != nil {
+		<-running
+	}
 }
 
 func (ss *session) Logout() error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -171,13 +172,20 @@ func (s *Sink) current() Mode {
 	return s.mode
 }
 
+// sinkSession is one connection's transaction. go-smtp runs Data on a
+// goroutine of its own for BDAT and may reset the session meanwhile: msg
+// is guarded, and Data works on its own copy.
 type sinkSession struct {
 	sink *Sink
 	conn *smtp.Conn
-	msg  Message
+	mu      sync.Mutex
+	msg     Message
+	running chan struct{} // closed when the Data that runs returns
 }
 
 func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.msg = Message{From: from}
 	if opts != nil {
 		ss.msg.Opts = *opts
@@ -189,11 +197,20 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if ss.sink.current() == RejectRcpt && len(to) > 8 && to[:8] == "unknown@" {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.msg.To = append(ss.msg.To, to)
 	return nil
 }
 
 func (ss *sinkSession) Data(r io.Reader) error {
+	ss.mu.Lock()
+	msg := ss.msg
+	msg.To = slices.Clone(msg.To)
+	running := make(chan struct{})
+	ss.running = running
+	ss.mu.Unlock()
+	defer close(running)
 	mode := ss.sink.current()
 	if mode == DropMidData {
 		io.ReadFull(r, make([]byte, 10))
@@ -218,14 +235,25 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	case PermFail:
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sink refuses this"}
 	}
-	ss.msg.Data = data
+	msg.Data = data
 	ss.sink.mu.Lock()
-	ss.sink.messages = append(ss.sink.messages, ss.msg)
+	ss.sink.messages = append(ss.sink.messages, msg)
 	ss.sink.mu.Unlock()
 	return nil
 }
 
-func (ss *sinkSession) Reset()        { ss.msg = Message{} }
+// Reset waits for a Data that runs (BDAT, which go-smtp cuts off before
+// Reset), so that the next transaction starts after it.
+func (ss *sinkSession) Reset() {
+	ss.mu.Lock()
+	ss.msg = Message{}
+	running := ss.running
+	ss.running = nil
+	ss.mu.Unlock()
+	if running != nil {
+		<-running
+	}
+}
 func (ss *sinkSession) Logout() error { return nil }
 
 type nopLogger struct{}
