@@ -176,8 +176,8 @@ func (s *Sink) current() Mode {
 // goroutine of its own for BDAT and may reset the session meanwhile: msg
 // is guarded, and Data works on its own copy.
 type sinkSession struct {
-	sink *Sink
-	conn *smtp.Conn
+	sink    *Sink
+	conn    *smtp.Conn
 	mu      sync.Mutex
 	msg     Message
 	running chan struct{} // closed when the Data that runs returns
