@@ -44,23 +44,32 @@ type relay struct {
 // README.md's master.cf.
 const reinjectService = "127.0.0.1:10025"
 
-func startRelay(t *testing.T, params ...string) *relay {
+func startRelay(t testing.TB, params ...string) *relay {
 	t.Helper()
 	return startRelayWith(t, nil, params...)
 }
 
 // startRelayWith is startRelay with each of README.md's services passed
 // through edit first, if it is not nil.
-func startRelayWith(t *testing.T, edit func(service) service, params ...string) *relay {
+func startRelayWith(t testing.TB, edit func(service) service, params ...string) *relay {
+	t.Helper()
+	return startRelayServices(t, func(services []service) []service {
+		for i := range services {
+			if edit != nil {
+				services[i] = edit(services[i])
+			}
+		}
+		return services
+	}, params...)
+}
+
+// startRelayServices is startRelay with master.cf's services those that
+// edit makes of README.md's: it may change, add and remove services.
+func startRelayServices(t testing.TB, edit func([]service) []service, params ...string) *relay {
 	t.Helper()
 	host := testnet.Host(t)
 	r := &relay{sink: smtpdtest.NewSink(t, smtpdtest.Accept), senders: newSenders(t)}
-	services := readmeServices(t, host)
-	for i := range services {
-		if edit != nil {
-			services[i] = edit(services[i])
-		}
-	}
+	services := edit(readmeServices(t, host))
 	r.postfix = startPostfix(t, postfixConfig{
 		Host:      host,
 		SinkPort:  r.sink.Port,

@@ -21,12 +21,12 @@ import (
 // (filtermail_dns_resolver), and OpenDKIM to sign with them, as relays
 // sign.
 type senders struct {
-	t    *testing.T
+	t    testing.TB
 	dns  *dnstest.Server
 	keys map[string]*dkimtest.Key // RSA, selector "relay", by domain
 }
 
-func newSenders(t *testing.T) *senders {
+func newSenders(t testing.TB) *senders {
 	t.Helper()
 	return &senders{t: t, dns: dnstest.Start(t), keys: map[string]*dkimtest.Key{}}
 }
