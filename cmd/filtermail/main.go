@@ -60,7 +60,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
-		fmt.Fprintln(stdout, "filtermail", version())
+		fmt.Fprintf(stdout, "filtermail %s (commit %s)\n", version(), commit())
 		return nil
 	}
 	logger := log.New(stderr, "", 0)
@@ -113,9 +113,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // filtermail.
 func skipDKIM(v string) bool { return v == "1" || strings.EqualFold(v, "true") }
 
+// Set by the release build (scripts/release.sh) with -ldflags -X.
+var (
+	buildVersion string
+	buildCommit  string
+)
+
+// version is the release's version, else the module's, else "(devel)".
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
 		return info.Main.Version
 	}
 	return "(devel)"
+}
+
+// commit is the commit the binary was built from: the release's stamp,
+// else what the go command recorded, else "unknown".
+func commit() string {
+	if buildCommit != "" {
+		return buildCommit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" && dirty {
+			return rev + "-dirty"
+		}
+		if rev != "" {
+			return rev
+		}
+	}
+	return "unknown"
 }
