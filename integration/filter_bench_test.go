@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -311,18 +310,7 @@ type pathMessage struct {
 // size bytes, with a random payload.
 func newPathMessage(tb testing.TB, size int) pathMessage {
 	tb.Helper()
-	build := func(payload int) []byte {
-		p := make([]byte, max(payload, 0))
-		rand.Read(p)
-		return filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(tb, p))
-	}
-	// Armor makes 66 bytes of 48 (64 base64 characters and CRLF).
-	empty := len(build(0))
-	payload := (size - empty) * 48 / 66
-	msg := build(payload)
-	if diff := size - len(msg); diff > size/200 || -diff > size/200 {
-		msg = build(payload + diff*48/66)
-	}
+	msg := filtertest.EncryptedOfSize(tb, alice, bob, size)
 	_, body, ok := bytes.Cut(msg, []byte("\r\n\r\n"))
 	if !ok {
 		tb.Fatal("the message has no body")

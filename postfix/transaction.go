@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"filtermail/smtpdata"
 )
 
 // Sizes of a body on its way to Postfix.
@@ -54,9 +56,9 @@ type Transaction struct {
 	inBody  bool
 	buf     []byte // body not yet sent
 	sentAt  time.Time
-	pending int // BDAT chunks whose replies are not read yet
-	dot     dotState
-	err     error // the transaction failed; nothing more is sent
+	pending int              // BDAT chunks whose replies are not read yet
+	dot     *smtpdata.Writer // the body, in DATA
+	err     error            // the transaction failed; nothing more is sent
 	done    bool
 }
 
@@ -254,7 +256,7 @@ func (t *Transaction) Write(p []byte) (int, error) {
 	// The buffer goes out whenever it is full, and when it waited long
 	// enough.
 	t.conn.SetDeadline(time.Now().Add(dataTimeout))
-	err := t.dot.write(t.bw, p)
+	_, err := t.dot.Write(p)
 	if err == nil && time.Since(t.sentAt) > flushAfter {
 		err = t.bw.Flush()
 		t.sentAt = time.Now()
@@ -285,6 +287,7 @@ func (t *Transaction) startBody() error {
 		return t.fail(transactionError("DATA", reply))
 	}
 	t.bw = bufio.NewWriterSize(t.conn, chunkSize)
+	t.dot = smtpdata.NewWriter(t.bw)
 	return nil
 }
 
@@ -379,7 +382,7 @@ func (t *Transaction) commit() error {
 	}
 	if !t.chunking {
 		t.conn.SetDeadline(time.Now().Add(dataTimeout))
-		t.dot.end(t.bw)
+		t.dot.End()
 		if err := t.bw.Flush(); err != nil {
 			return t.fail(&Error{ErrBroken, fmt.Errorf("sending message: %w", t.cause(err))})
 		}

@@ -9,13 +9,14 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"filtermail/metrics"
+	"filtermail/smtpdata"
 )
 
 // go-smtp's server reads a DATA body one byte at a time, which makes the
 // plumbing cost many times what the verdict costs. So a paramConn reads
 // DATA bodies itself, in blocks: once go-smtp has answered DATA with 354,
 // the session reads the body from the connection (see paramConn.Body),
-// undone of its dot-stuffing by a DataScanner, and go-smtp is handed the
+// undone of its dot-stuffing by a smtpdata.Scanner, and go-smtp is handed the
 // end-of-data line alone, which ends its own reader at once. BDAT chunks,
 // which go-smtp reads in blocks itself, are left to it.
 
@@ -38,7 +39,7 @@ const endOfData = ".\r\n"
 // dataBody is the DATA body a paramConn is reading.
 type dataBody struct {
 	c        *paramConn
-	scan     DataScanner
+	scan     smtpdata.Scanner
 	limit    int64 // past it, the rest is read but not kept
 	size     int64
 	deadline time.Time // for the whole body, extended as bytes come

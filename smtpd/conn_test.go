@@ -14,6 +14,7 @@ import (
 
 	"filtermail/metrics"
 	"filtermail/smtpd/smtpdtest"
+	"filtermail/smtpdata"
 )
 
 func TestReplyScanner(t *testing.T) {
@@ -179,6 +180,16 @@ func FuzzParamConn(f *testing.F) {
 	})
 }
 
+// scanBody is the content of the DATA body at the start of input and its
+// length, end line included, as smtpdata.Scanner (fuzzed against RFC
+// 5321's line-by-line reading) finds them; ok is false if it has no end.
+func scanBody(input []byte) (content []byte, n int, ok bool) {
+	var s smtpdata.Scanner
+	content = []byte{}
+	n, ok = s.Scan(input, func(p []byte) { content = append(content, p...) })
+	return content, n, ok
+}
+
 // goSMTPSees is what a paramConn hands go-smtp of input, line by line as
 // RFC 5321 reads it, with DATA answered 354 if accept, and the content of
 // each DATA body. It stops where a body has no end.
@@ -197,7 +208,7 @@ func goSMTPSees(input []byte, accept bool) (out []byte, bodies [][]byte) {
 			if !accept || !bytes.HasSuffix(bytes.ToUpper(line), []byte("DATA\r\n")) {
 				continue // the test's server answers 354 only then
 			}
-			content, n, ok := unstuff(input)
+			content, n, ok := scanBody(input)
 			if !ok {
 				return out, bodies
 			}

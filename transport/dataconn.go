@@ -10,7 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"filtermail/smtpd"
+	"filtermail/smtpdata"
 )
 
 // go-smtp's server reads a DATA body one byte at a time, which makes a
@@ -38,7 +38,7 @@ type body struct {
 
 // bodyReader keeps the content of a body, within the size bound.
 type bodyReader struct {
-	data  smtpd.DataScanner
+	data  smtpdata.Scanner
 	out   io.Writer // nil once writing failed: the rest is only scanned
 	err   error
 	size  int64

@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"bufio"
-	"bytes"
 	"net"
 	"strings"
 	"testing"
@@ -74,48 +72,6 @@ func FuzzParseReply(f *testing.F) {
 		out := remoteReply(code, enhanced, text, HTTPS)
 		if strings.ContainsAny(out.Message, "\r\n") || out.EnhancedCode[0] != out.Code/100 {
 			t.Errorf("passed on as %d %v %q", out.Code, out.EnhancedCode, out.Message)
-		}
-	})
-}
-
-// The body is dot-stuffed so that the server reads back exactly the
-// message: a line of a single dot never ends it early.
-func FuzzDotWriter(f *testing.F) {
-	for _, s := range []string{"a\r\n.\r\nb\r\n", ".\r\n", "..\r\n", "x", ""} {
-		f.Add([]byte(s), uint8(3))
-	}
-	f.Fuzz(func(t *testing.T, msg []byte, cut uint8) {
-		var out bytes.Buffer
-		d := &dotWriter{w: &out, bol: true}
-		step := int(cut) + 1
-		for in := msg; len(in) > 0; {
-			n := min(step, len(in))
-			d.Write(in[:n])
-			in = in[n:]
-		}
-		d.end()
-		// Read it back as a server would: line by line to the lone dot.
-		r := bufio.NewReader(&out)
-		var back bytes.Buffer
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				t.Fatalf("no end in %q", out.Bytes())
-			}
-			if string(line) == ".\r\n" {
-				break
-			}
-			if line[0] == '.' {
-				line = line[1:]
-			}
-			back.Write(line)
-		}
-		want := msg
-		if len(want) > 0 && !bytes.HasSuffix(want, []byte("\n")) {
-			want = append(append([]byte{}, want...), '\r', '\n')
-		}
-		if !bytes.Equal(back.Bytes(), want) || r.Buffered() != 0 {
-			t.Errorf("%q read back as %q", msg, back.Bytes())
 		}
 	})
 }

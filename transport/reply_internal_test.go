@@ -73,37 +73,6 @@ func TestParseReply(t *testing.T) {
 	}
 }
 
-// The body goes out dot-stuffed and otherwise byte for byte, however it
-// is cut into chunks, with the final dot.
-func TestDotWriter(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"a\r\n", "a\r\n.\r\n"},
-		{".a\r\n..b\r\nc.\r\n", "..a\r\n...b\r\nc.\r\n.\r\n"},
-		{"a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n"},
-		{"no end", "no end\r\n.\r\n"},
-		{"", ".\r\n"},
-		{"8bit \xff\xfe\r\n", "8bit \xff\xfe\r\n.\r\n"},
-	} {
-		for cut := 1; cut <= len(tt.in)+1; cut++ {
-			var out bytes.Buffer
-			d := &dotWriter{w: &out, bol: true}
-			for in := []byte(tt.in); len(in) > 0; {
-				n := min(cut, len(in))
-				if _, err := d.Write(in[:n]); err != nil {
-					t.Fatal(err)
-				}
-				in = in[n:]
-			}
-			if err := d.end(); err != nil {
-				t.Fatal(err)
-			}
-			if out.String() != tt.want {
-				t.Errorf("%q in chunks of %d: wrote %q, want %q", tt.in, cut, out.String(), tt.want)
-			}
-		}
-	}
-}
-
 // Addresses are tried IPv6 and IPv4 in turn, the family of the first
 // first, at most maxAddrs of them.
 func TestInterleave(t *testing.T) {

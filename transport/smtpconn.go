@@ -2,17 +2,17 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"filtermail/smtpdata"
 )
 
 // The SMTP client's bounds: a reply line (RFC 5321 allows 512 bytes;
@@ -216,7 +216,7 @@ func (c *smtpConn) quit() {
 // final dot, and reads the reply.
 func (c *smtpConn) writeData(msg *message) (*serverReply, error) {
 	c.raw.SetWriteDeadline(time.Now().Add(dataTimeout))
-	dw := &dotWriter{w: c.w, bol: true}
+	dw := smtpdata.NewWriter(c.w)
 	for _, chunk := range msg.chunks {
 		// Each write has its own deadline, as Postfix's
 		// smtp_data_xfer_timeout: a slow peer is fine, a stalled one not.
@@ -226,53 +226,11 @@ func (c *smtpConn) writeData(msg *message) (*serverReply, error) {
 		}
 	}
 	c.raw.SetWriteDeadline(time.Now().Add(dataTimeout))
-	if err := dw.end(); err != nil {
+	if err := dw.End(); err != nil {
 		return nil, err
 	}
 	if err := c.w.Flush(); err != nil {
 		return nil, err
 	}
 	return c.readReply(dataDoneTimeout)
-}
-
-// dotWriter dot-stuffs a message (RFC 5321, section 4.5.2): a line that
-// starts with a dot gets one more. The bytes are otherwise unchanged.
-type dotWriter struct {
-	w   io.Writer
-	bol bool // at the beginning of a line
-}
-
-func (d *dotWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		if d.bol && p[0] == '.' {
-			if _, err := d.w.Write([]byte{'.'}); err != nil {
-				return n, err
-			}
-		}
-		// Up to and including the next LF, or all of p.
-		i := bytes.IndexByte(p, '\n')
-		seg := p
-		if i >= 0 {
-			seg = p[:i+1]
-		}
-		k, err := d.w.Write(seg)
-		n += k
-		if err != nil {
-			return n, err
-		}
-		d.bol = i >= 0
-		p = p[len(seg):]
-	}
-	return n, nil
-}
-
-// end ends the body: CRLF if it does not end with one, then the final dot.
-func (d *dotWriter) end() error {
-	end := ".\r\n"
-	if !d.bol {
-		end = "\r\n.\r\n"
-	}
-	_, err := io.WriteString(d.w, end)
-	return err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -104,22 +103,7 @@ func wantSunk(b *testing.B, s *fastSink, want int64, size int) {
 // bytes, its payload random.
 func loadMessage(b *testing.B, size int) []byte {
 	b.Helper()
-	build := func(payload int) []byte {
-		p := make([]byte, max(payload, 0))
-		rand.Read(p)
-		return filtertest.Encrypted(alice, bob, filtertest.GoCryptoV6(b, p))
-	}
-	// Armor makes 66 bytes of 48 (64 base64 characters and CRLF); the
-	// packets add a little that grows with the payload too.
-	empty := len(build(0))
-	payload := (size - empty) * 48 / 66
-	msg := build(payload)
-	for range 2 {
-		if diff := size - len(msg); diff > size/200 || -diff > size/200 {
-			payload += diff * 48 / 66
-			msg = build(payload)
-		}
-	}
+	msg := filtertest.EncryptedOfSize(b, alice, bob, size)
 	if bytes.Contains(msg, []byte("\n.")) {
 		b.Fatal("a line of the message starts with a dot")
 	}

@@ -4,6 +4,7 @@ package filtertest
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"strings"
@@ -120,4 +121,28 @@ func Message(header, body string) []byte {
 		s += "\n"
 	}
 	return []byte(strings.ReplaceAll(s, "\n", "\r\n"))
+}
+
+// EncryptedOfSize returns an encrypted message from from to to (GoCryptoV6)
+// of about size bytes, within half a percent, with a random payload: for
+// loads and benchmarks.
+func EncryptedOfSize(t testing.TB, from, to string, size int) []byte {
+	t.Helper()
+	build := func(payload int) []byte {
+		p := make([]byte, max(payload, 0))
+		rand.Read(p)
+		return Encrypted(from, to, GoCryptoV6(t, p))
+	}
+	// Armor makes 66 bytes of 48 (64 base64 characters and CRLF); the
+	// packets add a little that grows with the payload too.
+	empty := len(build(0))
+	payload := (size - empty) * 48 / 66
+	msg := build(payload)
+	for range 2 {
+		if diff := size - len(msg); diff > size/200 || -diff > size/200 {
+			payload += diff * 48 / 66
+			msg = build(payload)
+		}
+	}
+	return msg
 }

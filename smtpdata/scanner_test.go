@@ -1,4 +1,4 @@
-package smtpd
+package smtpdata
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ func unstuff(data []byte) (content []byte, n int, ok bool) {
 
 // The scanner finds the end where RFC 5321 puts it and undoes the
 // dot-stuffing as a line reader does, however the bytes are cut.
-func FuzzDataScanner(f *testing.F) {
+func FuzzScanner(f *testing.F) {
 	for _, s := range []string{
 		"a\r\n.\r\n", ".\r\n", "..\r\n.\r\n", ".a\r\n.\r\nrest", "a\r\r\n.\r\n", ".\r.\r\n.\r\n",
 		"a\r\n.\rb\r\n.\r\n", "x\ry\r\n.\r\n", "no end\r\n",
@@ -39,7 +39,7 @@ func FuzzDataScanner(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		var out []byte
-		var s DataScanner
+		var s Scanner
 		step := int(cut) + 1
 		n, done := 0, false
 		for n < len(data) && !done {
@@ -57,9 +57,9 @@ func FuzzDataScanner(f *testing.F) {
 }
 
 // A line ".\rX" keeps its CR: only the stuffed dot goes.
-func TestDataScannerDotCR(t *testing.T) {
+func TestScannerDotCR(t *testing.T) {
 	var out []byte
-	var s DataScanner
+	var s Scanner
 	n, done := s.Scan([]byte("a\r\n.\rX\r\n.\r\nNOOP\r\n"), func(p []byte) { out = append(out, p...) })
 	if !done || n != 11 || string(out) != "a\r\n\rX\r\n" {
 		t.Errorf("%d %v %q", n, done, out)
@@ -68,7 +68,7 @@ func TestDataScannerDotCR(t *testing.T) {
 
 // The end of data is ".\r\n" at the start or after a CRLF; a CR after a
 // CR is still just after a CR, and a bare LF starts no line.
-func TestDataScannerEnd(t *testing.T) {
+func TestScannerEnd(t *testing.T) {
 	for body, want := range map[string]int{
 		".\r\n":                     3,
 		"a\r\n.\r\nRSET\r\n":        6,
@@ -93,7 +93,7 @@ func TestDataScannerEnd(t *testing.T) {
 		"a\r\r\n.\r":                -1,
 		"a\r\r\n..\r\n.\r\n":        11,
 	} {
-		var d DataScanner
+		var d Scanner
 		n, done := d.Scan([]byte(body), func([]byte) {})
 		if !done {
 			n = -1
@@ -104,7 +104,7 @@ func TestDataScannerEnd(t *testing.T) {
 	}
 	// The end may be split across reads.
 	for _, body := range []string{"hello\r\n.\r\n", "Hello!\r\r\n.\r\n", ".\r\r\n.\r\n"} {
-		var d DataScanner
+		var d Scanner
 		for i := 0; i < len(body); i++ {
 			if _, done := d.Scan([]byte{body[i]}, func([]byte) {}); done != (i == len(body)-1) {
 				t.Fatalf("%q, byte %d: done %v", body, i, done)

@@ -1,8 +1,11 @@
-package smtpd
+// Package smtpdata is the bytes of an SMTP DATA body on the wire: the
+// Scanner finds the end of a body and undoes its dot-stuffing, the Writer
+// dot-stuffs one and ends it. Both work on buffers, not bytes.
+package smtpdata
 
 import "bytes"
 
-// DataScanner follows a DATA body as it comes, in blocks of any size: it
+// Scanner follows a DATA body as it comes, in blocks of any size: it
 // finds its end, the line ".\r\n" at the start of the body or after a
 // CRLF (RFC 5321, 4.1.1.4), and undoes the dot-stuffing of every other
 // line. It works on buffers, not bytes: within a line, everything up to
@@ -12,11 +15,11 @@ import "bytes"
 // a whole body, end included; a bare LF does not start a line; and the
 // dot of a line ".\rX" is stuffing, the CR content, as a line reader sees
 // them.
-type DataScanner struct {
+type Scanner struct {
 	state int
 }
 
-// States of a DataScanner, after the bytes seen so far.
+// States of a Scanner, after the bytes seen so far.
 const (
 	lineStart = iota // at the beginning of a line, or of the body
 	lineDot          // a dot at the beginning of a line
@@ -35,7 +38,7 @@ var (
 // many bytes of p belong to the body, the end-of-data line included, and
 // whether that line was among them. After the end, Scan must not be
 // called again.
-func (s *DataScanner) Scan(p []byte, emit func([]byte)) (int, bool) {
+func (s *Scanner) Scan(p []byte, emit func([]byte)) (int, bool) {
 	for i := 0; i < len(p); {
 		c := p[i]
 		switch s.state {
