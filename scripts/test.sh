@@ -19,6 +19,10 @@ command -v opendkim-genkey >/dev/null 2>&1 || missing="$missing opendkim-tools"
 command -v dkimsign >/dev/null 2>&1 || missing="$missing python3-dkim"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
+command -v git >/dev/null 2>&1 || missing="$missing git"
+command -v unshare >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v useradd >/dev/null 2>&1 && command -v userdel >/dev/null 2>&1 || missing="$missing passwd"
 if [ -n "$missing" ]; then
 	echo "Installing:$missing"
 	apt-get update -qq
