@@ -4,7 +4,10 @@
 # postfix (Postfix, without a configuration of its own), gnupg (GnuPG), sq
 # (Sequoia), chromium (Chromium), systemd (systemd-analyze), opendkim and
 # opendkim-tools (OpenDKIM signs test mail), python3-dkim (dkimpy signs
-# too), openssl (Ed25519 keys) and faketime (expired signatures).
+# too), openssl (Ed25519 keys), faketime (expired signatures), git
+# (clones for the release build), util-linux and iproute2 (a network
+# namespace and an unprivileged user for the release binary: unshare,
+# setpriv, ip) and passwd (useradd, userdel).
 set -eu
 cd "$(dirname "$0")/.."
 
