@@ -153,7 +153,6 @@ type paramConn struct {
 	// in pending, in order.
 	pending      []command
 	replies      replyScanner
-	accepted     bool        // the last DATA got 354
 	dataReady    atomic.Bool // a DATA got 354 and its body has not been started
 	inTx         bool        // MAIL was accepted and the transaction is not over
 	readDeadline time.Time   // as go-smtp last set it
@@ -219,8 +218,7 @@ func (c *paramConn) startBody() {
 		return
 	}
 	c.state = stateCommand
-	c.dataReady.Store(false)
-	if c.accepted {
+	if c.dataReady.Swap(false) {
 		c.state, c.body = stateData, newDataBody(c, c.limit)
 	}
 }
@@ -398,9 +396,8 @@ func (c *paramConn) replied(code int) {
 		// A refused MAIL inside a transaction leaves it open.
 		c.inTx = c.inTx || ok
 	case "DATA":
-		c.accepted = code == 354
-		c.dataReady.Store(c.accepted)
-		if !c.accepted {
+		c.dataReady.Store(code == 354)
+		if code != 354 {
 			c.inTx = false
 		}
 	case metrics.EndOfData, "RSET", "HELO", "EHLO", "LHLO":
