@@ -28,8 +28,8 @@ type pathLoad struct {
 	n     int // messages of a round, per b.N
 }
 
-// The loads of BenchmarkFilterPath. Each runs four rounds; the whole
-// benchmark takes under two minutes on 2 cores.
+// The loads of BenchmarkFilterPath. Each runs eight rounds; the whole
+// benchmark takes about three minutes on 2 cores.
 var pathLoads = []pathLoad{
 	{"6.6KB", 6600, 16, 4000},
 	{"1MB", 1_000_000, 8, 400},
@@ -58,6 +58,15 @@ const pathWaitLimit = 3 * time.Minute
 //   - filtermail: to the submission service, whose smtpd passes each
 //     transaction to filtermail's outgoing filter, which streams it into
 //     the reinjection smtpd (10025) and commits it once it passed.
+//   - sink: straight to the reinjection smtpd, the next hop filtermail
+//     hands mail to.
+//   - direct: to filtermail's outgoing filter itself (10080), as
+//     Postfix's smtpd would pass it on, with the reinjection smtpd
+//     behind it: the daemon between a load generator and its sink.
+//
+// The first pair says what a relay's submission pays for the filter
+// (ratio); the second what filtermail costs against its sink alone
+// (sink-ratio).
 //
 // Both smtpd services that queue (the plain one and the reinjection one)
 // put what they take on hold, so that the time measured is the
@@ -65,7 +74,8 @@ const pathWaitLimit = 3 * time.Minute
 // not compete for the processors while clients wait. After each round
 // the messages are released and must all reach the sink, each once,
 // body unchanged, before the next round starts. The rounds go postfix,
-// filtermail, filtermail, postfix, after a warm-up of both.
+// filtermail, filtermail, postfix, sink, direct, direct, sink, after a
+// warm-up of each.
 //
 //	flock /tmp/filtermail-integration.lock go test -run '^$' -bench BenchmarkFilterPath -benchtime=1x ./integration/
 //
@@ -81,9 +91,11 @@ func BenchmarkFilterPath(b *testing.B) {
 	pb.master = pb.masterPID(b)
 	plain := pathSide{name: "postfix", addr: r.Addr(plainService)}
 	filtered := pathSide{name: "filtermail", addr: r.submission, filtermail: true}
+	sink := pathSide{name: "sink", addr: r.Addr(reinjectService)}
+	direct := pathSide{name: "direct", addr: net.JoinHostPort(r.Host, "10080"), filtermail: true}
 
 	warm := pathLoad{name: "warm-up", size: 6600, conns: 16, n: 64}
-	for _, side := range []pathSide{plain, filtered} {
+	for _, side := range []pathSide{plain, filtered, sink, direct} {
 		pb.round(b, warm, side, newPathMessage(b, warm.size), "warm-"+side.name)
 	}
 	for _, l := range pathLoads {
@@ -96,24 +108,29 @@ func BenchmarkFilterPath(b *testing.B) {
 			l.n *= sb.N
 			took := map[string]time.Duration{}
 			var hwm int64
-			for i, side := range []pathSide{plain, filtered, filtered, plain} {
+			for i, side := range []pathSide{plain, filtered, filtered, plain, sink, direct, direct, sink} {
 				res := pb.round(sb, l, side, msg, fmt.Sprintf("%s-%d", l.name, i+1))
 				took[side.name] += res.took
 				hwm = max(hwm, res.hwm)
 			}
 			n, size := float64(2*l.n), float64(len(msg.data))
-			pf, fm := n/took["postfix"].Seconds(), n/took["filtermail"].Seconds()
-			ratio, rss := fm/pf, float64(hwm)/(1<<20)
+			rate := func(side pathSide) float64 { return n / took[side.name].Seconds() }
+			pf, fm, sk, dr := rate(plain), rate(filtered), rate(sink), rate(direct)
+			ratio, sinkRatio, rss := fm/pf, dr/sk, float64(hwm)/(1<<20)
 			sb.ReportMetric(pf, "postfix-msg/s")
-			sb.ReportMetric(pf*size/1e6, "postfix-MB/s")
 			sb.ReportMetric(fm, "filtermail-msg/s")
-			sb.ReportMetric(fm*size/1e6, "filtermail-MB/s")
 			sb.ReportMetric(ratio, "ratio")
+			sb.ReportMetric(sk, "sink-msg/s")
+			sb.ReportMetric(dr, "direct-msg/s")
+			sb.ReportMetric(dr*size/1e6, "direct-MB/s")
+			sb.ReportMetric(sinkRatio, "sink-ratio")
 			sb.ReportMetric(rss, "peak-RSS-MiB")
 			sb.ReportMetric(0, "ns/op")
-			sb.Logf("%s: %d messages of %d bytes over %d connections, twice each way: Postfix alone %.1f msg/s (%.1f MB/s), "+
-				"through filtermail %.1f msg/s (%.1f MB/s), ratio %.2f; filtermail's peak RSS %.1f MiB",
-				l.name, l.n, len(msg.data), l.conns, pf, pf*size/1e6, fm, fm*size/1e6, ratio, rss)
+			sb.Logf("%s: %d messages of %d bytes over %d connections, twice each way: submission: Postfix alone %.1f msg/s (%.1f MB/s), "+
+				"through filtermail %.1f msg/s (%.1f MB/s), ratio %.2f; straight to the reinjection smtpd %.1f msg/s (%.1f MB/s), "+
+				"through filtermail to it %.1f msg/s (%.1f MB/s), ratio %.2f; filtermail's peak RSS %.1f MiB",
+				l.name, l.n, len(msg.data), l.conns, pf, pf*size/1e6, fm, fm*size/1e6, ratio,
+				sk, sk*size/1e6, dr, dr*size/1e6, sinkRatio, rss)
 		})
 	}
 }
