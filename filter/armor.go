@@ -3,6 +3,7 @@ package filter
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 )
@@ -13,18 +14,25 @@ const (
 )
 
 // armorReader reads an ASCII-armored PGP MESSAGE (RFC 9580, section 6.2)
-// and yields the base64 text of its data, without line breaks, for a base64
-// decoder. It checks the frame as it goes: blank lines, then the BEGIN
-// line, armor headers, the data, an optional CRC24 line (not verified), the
-// END line and nothing but blank lines after it. A frame error is returned
-// from Read.
+// and yields its data, decoded. It checks the frame as it goes: blank
+// lines, then the BEGIN line, armor headers, the base64 data, an optional
+// CRC24 line (not verified), the END line and nothing but blank lines
+// after it. A frame or base64 error is returned from Read once the data
+// before it has been read.
+//
+// Data lines as encoders write them (whole quanta, no padding) are decoded straight from the read buffer into the
+// caller's, many at a time; any other line is read on its own and its text
+// decoded once it makes whole quanta.
 type armorReader struct {
 	r       *bufio.Reader
 	state   int
-	line    []byte // data not yet returned
 	err     error
 	header  string // the key of the first armor header, if any
 	midLine bool   // the last piece read ended inside an overlong line
+	text    []byte // base64 text read line by line, less than a quantum
+	dec     []byte // where text is decoded to
+	out     []byte // decoded, not yet read
+	padded  bool   // a quantum with padding was decoded: the data is over
 }
 
 const (
@@ -35,34 +43,68 @@ const (
 	armorAfterEnd
 )
 
+// armorBuffer is the size of the armor's read buffer, and so the longest
+// line read whole.
+const armorBuffer = 8 << 10
+
 func newArmorReader(r io.Reader) *armorReader {
-	return &armorReader{r: bufio.NewReaderSize(r, 8<<10)}
+	return &armorReader{r: bufio.NewReaderSize(r, armorBuffer)}
 }
 
-// Read yields as many lines as p takes and the reader holds, so that the
-// text is decoded in large pieces.
+var errBase64AfterPadding = errors.New("base64: data after padding")
+
 func (a *armorReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if len(a.line) == 0 {
-			if a.err != nil || n > 0 && a.r.Buffered() == 0 {
-				break // no more, or not without waiting
-			}
-			a.err = a.advance()
-			continue
+	for len(a.out) == 0 {
+		if a.err != nil {
+			return 0, a.err
 		}
-		k := copy(p[n:], a.line)
-		a.line = a.line[k:]
-		n += k
+		if n := a.readLines(p); n > 0 {
+			return n, nil
+		}
+		a.err = a.advance()
+		if a.err == io.EOF && len(a.text) > 0 {
+			a.err = io.ErrUnexpectedEOF
+		}
 	}
-	if n > 0 {
-		return n, nil
+	n := copy(p, a.out)
+	a.out = a.out[n:]
+	return n, nil
+}
+
+// readLines decodes the data lines in the read buffer into p, as many as
+// it takes, and returns how many bytes it wrote. It stops at the first
+// line that is not plain data of whole quanta, and leaves that one to
+// advance.
+func (a *armorReader) readLines(p []byte) int {
+	if a.state != armorData || a.midLine || len(a.text) > 0 || a.padded {
+		return 0
 	}
-	return 0, a.err
+	buf, _ := a.r.Peek(a.r.Buffered())
+	n, used := 0, 0
+	for {
+		i := bytes.IndexByte(buf[used:], '\n')
+		if i < 0 {
+			break
+		}
+		line := trimSpace(buf[used : used+i+1])
+		if len(line) > 0 {
+			if len(line)%4 != 0 || line[0] == '-' || line[0] == '=' || line[len(line)-1] == '=' || len(line)/4*3 > len(p)-n {
+				break
+			}
+			k, err := base64.StdEncoding.Decode(p[n:], line)
+			if err != nil {
+				break
+			}
+			n += k
+		}
+		used += i + 1
+	}
+	a.r.Discard(used)
+	return n
 }
 
 // advance reads one line, or one piece of an overlong data line, and
-// either sets a.line or moves the state on.
+// either decodes its data or moves the state on.
 func (a *armorReader) advance() error {
 	raw, err := a.r.ReadSlice('\n')
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
@@ -76,8 +118,7 @@ func (a *armorReader) advance() error {
 			return errors.New("armor: overlong line")
 		}
 		a.state = armorData
-		a.line = trimSpace(raw)
-		return nil
+		return a.decode(trimSpace(raw))
 	}
 	if len(raw) == 0 && err == io.EOF {
 		if a.state != armorAfterEnd {
@@ -135,8 +176,35 @@ func (a *armorReader) dataLine(line []byte) error {
 	case bytes.HasPrefix(line, []byte("-----")):
 		return errors.New("armor: unexpected frame line")
 	default:
-		a.line = line
+		return a.decode(line)
 	}
+	return nil
+}
+
+// decode adds text to what is left of the lines before and decodes the
+// whole quanta.
+func (a *armorReader) decode(text []byte) error {
+	if len(text) == 0 {
+		return nil
+	}
+	if a.padded {
+		return errBase64AfterPadding
+	}
+	a.text = append(a.text, text...)
+	whole := len(a.text) / 4 * 4
+	if whole == 0 {
+		return nil
+	}
+	if need := whole / 4 * 3; cap(a.dec) < need {
+		a.dec = make([]byte, need)
+	}
+	k, err := base64.StdEncoding.Decode(a.dec[:cap(a.dec)], a.text[:whole])
+	if err != nil {
+		return err
+	}
+	a.out = a.dec[:k]
+	a.padded = a.text[whole-1] == '='
+	a.text = a.text[:copy(a.text, a.text[whole:])]
 	return nil
 }
 

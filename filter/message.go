@@ -226,7 +226,7 @@ func (m *Message) readParts(e *message.Entity, secureJoinHeader bool) error {
 // readPayload checks the armored OpenPGP message of the second part.
 func (m *Message) readPayload(r io.Reader) error {
 	armor := newArmorReader(r)
-	p, err := CheckPackets(newBase64Reader(armor))
+	p, err := CheckPackets(armor)
 	m.Packets, m.ArmorHeader = p, armor.header
 	return err
 }
