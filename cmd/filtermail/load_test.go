@@ -23,6 +23,10 @@ type load struct {
 	size    int // bytes of each message
 	conns   int // connections at once
 	perConn int // messages over each connection, per b.N
+	// fresh sends each message over a connection of its own, as
+	// Postfix's smtpd_proxy_filter does: it connects for each
+	// transaction and says QUIT after it.
+	fresh bool
 }
 
 // BenchmarkLoad sends each load straight from a generator to a fast sink
@@ -30,16 +34,18 @@ type load struct {
 // binary in outgoing mode into the same sink, and reports both rates,
 // their ratio, and filtermail's peak RSS and CPU time per message. The
 // generator writes DATA bodies in large writes, as Postfix's
-// smtpd_proxy_filter does. Each load runs b.N times its messages, with a
+// smtpd_proxy_filter does; "small" keeps its connections, "small-fresh"
+// connects for each message as that filter does. Each load runs b.N times its messages, with a
 // filtermail of its own; -benchtime=1x runs each once, in about 40 s in
 // all on 2 cores.
 //
 //	go test -run '^$' -bench BenchmarkLoad -benchtime=1x ./cmd/filtermail/
 func BenchmarkLoad(b *testing.B) {
 	for _, l := range []load{
-		{"small", 6600, 16, 500},
-		{"7MB", 7_000_000, 8, 8},
-		{"30MB", 30_000_000, 20, 2}, // below max_message_size, 31457280
+		{"small", 6600, 16, 500, false},
+		{"small-fresh", 6600, 16, 500, true},
+		{"7MB", 7_000_000, 8, 8, false},
+		{"30MB", 30_000_000, 20, 2, false}, // below max_message_size, 31457280
 	} {
 		b.Run(l.name, func(b *testing.B) { runLoad(b, l) })
 	}
@@ -51,7 +57,7 @@ func runLoad(b *testing.B, l load) {
 	n := l.perConn * b.N
 	total := int64(l.conns * n)
 	sink := newFastSink(b)
-	limit := generate(b, sink.addr(), l.conns, n, body)
+	limit := generate(b, sink.addr(), l.conns, n, body, l.fresh)
 	wantSunk(b, sink, total, len(msg))
 
 	// A daemon of its own, so that its peak RSS is this load's.
@@ -62,7 +68,7 @@ func runLoad(b *testing.B, l load) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	through := generate(b, d.addr(), l.conns, n, body)
+	through := generate(b, d.addr(), l.conns, n, body, l.fresh)
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		b.Fatal(err)
@@ -123,9 +129,13 @@ func dotStuff(msg []byte) []byte {
 // generate sends n messages over each of conns connections to addr at
 // once, body being a DATA body as dotStuff makes it, and returns the time
 // from the first MAIL to the last reply. Any reply but the one expected
-// fails the benchmark.
-func generate(b *testing.B, addr string, conns, n int, body []byte) time.Duration {
+// fails the benchmark. If fresh, each of the conns clients connects for
+// each message instead, and the time counts from the first connection.
+func generate(b *testing.B, addr string, conns, n int, body []byte, fresh bool) time.Duration {
 	b.Helper()
+	if fresh {
+		return generateFresh(b, addr, conns, n, body)
+	}
 	clients := make([]*loadClient, conns)
 	for i := range clients {
 		c, err := dialLoad(addr)
@@ -140,6 +150,35 @@ func generate(b *testing.B, addr string, conns, n int, body []byte) time.Duratio
 	start := time.Now()
 	for i, c := range clients {
 		wg.Go(func() { errs[i] = c.send(n, body) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+	return elapsed
+}
+
+// generateFresh is generate with a connection for each message.
+func generateFresh(b *testing.B, addr string, conns, n int, body []byte) time.Duration {
+	b.Helper()
+	errs := make([]error, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range conns {
+		wg.Go(func() {
+			for range n {
+				c, err := dialLoad(addr)
+				if err == nil {
+					err = c.send(1, body)
+					c.conn.Close()
+				}
+				if err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
