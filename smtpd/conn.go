@@ -153,6 +153,7 @@ type paramConn struct {
 	// in pending, in order.
 	pending      []command
 	replies      replyScanner
+	held         []byte      // lines of a multi-line reply not yet written
 	dataReady    atomic.Bool // a DATA got 354 and its body has not been started
 	inTx         bool        // MAIL was accepted and the transaction is not over
 	readDeadline time.Time   // as go-smtp last set it
@@ -375,12 +376,32 @@ func (c *paramConn) process() bool {
 	return true
 }
 
+// Write passes go-smtp's replies on to the client. go-smtp writes each
+// line of a reply on its own; the lines of a multi-line reply (EHLO's)
+// are held until its last line and go out in one write with it.
 func (c *paramConn) Write(p []byte) (int, error) {
 	c.replies.scan(p, c.replied)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.Conn.Write(p)
+	if len(p) > 0 && p[len(p)-1] == '\n' && c.replies.more && len(c.held)+len(p) <= maxHeldReply {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	if len(c.held) == 0 {
+		return c.Conn.Write(p)
+	}
+	c.held = append(c.held, p...)
+	_, err := c.Conn.Write(c.held)
+	c.held = c.held[:0]
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
+
+// maxHeldReply bounds the lines of a multi-line reply held back for one
+// write: beyond it, they go out as they come.
+const maxHeldReply = 4096
 
 // replied takes note of a reply to the oldest command waiting for one.
 func (c *paramConn) replied(code int) {
@@ -464,6 +485,7 @@ type replyScanner struct {
 	head [4]byte // the start of the current line
 	n    int     // bytes of head filled
 	skip bool    // the rest of the line does not matter
+	more bool    // the line is a reply's, not its last ("250-...")
 }
 
 // scan calls final with the code of each final reply line in p.
@@ -474,9 +496,13 @@ func (s *replyScanner) scan(p []byte, final func(code int)) {
 			s.n, s.skip = 0, false
 		case s.skip:
 		default:
+			if s.n == 0 {
+				s.more = false
+			}
 			s.head[s.n] = b
 			if s.n++; s.n == len(s.head) {
 				s.skip = true
+				s.more = s.head[3] == '-'
 				if s.head[3] == ' ' || s.head[3] == '\r' {
 					if code, ok := replyCode(s.head[:3]); ok {
 						final(code)

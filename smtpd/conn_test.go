@@ -291,3 +291,41 @@ func TestDataEndAfterCRCR(t *testing.T) {
 		})
 	}
 }
+
+// writesConn records each write.
+type writesConn struct {
+	fakeConn
+	writes []string
+}
+
+func (w *writesConn) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+// go-smtp writes each line of a reply on its own; the client gets a
+// multi-line reply in one write, unless it is very long, and every byte in
+// order.
+func TestMultiLineReplyOneWrite(t *testing.T) {
+	long := "250-" + strings.Repeat("x", 1500) + "\r\n"
+	for _, tt := range []struct {
+		lines []string
+		want  []string
+	}{
+		{[]string{"250-Hello\r\n", "250-PIPELINING\r\n", "250 SIZE 10\r\n"}, []string{"250-Hello\r\n250-PIPELINING\r\n250 SIZE 10\r\n"}},
+		{[]string{"220 ready\r\n", "250 ok\r\n"}, []string{"220 ready\r\n", "250 ok\r\n"}},
+		{[]string{long, long, long, "250-a\r\n", "250 b\r\n"}, []string{long + long + long, "250-a\r\n250 b\r\n"}},
+	} {
+		l := newParamListener(nil, metrics.New("outgoing", "test"), time.Minute, 0)
+		w := &writesConn{}
+		c := &paramConn{Conn: w, l: l}
+		for _, line := range tt.lines {
+			if n, err := c.Write([]byte(line)); n != len(line) || err != nil {
+				t.Fatalf("Write: %d, %v", n, err)
+			}
+		}
+		if strings.Join(w.writes, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%.40q written as %.80q, want %.80q", tt.lines, w.writes, tt.want)
+		}
+	}
+}
