@@ -20,9 +20,10 @@ const (
 // after it. A frame or base64 error is returned from Read once the data
 // before it has been read.
 //
-// Data lines as encoders write them (whole quanta, no padding) are decoded straight from the read buffer into the
-// caller's, many at a time; any other line is read on its own and its text
-// decoded once it makes whole quanta.
+// Data lines as encoders write them (whole quanta, no padding) are
+// decoded straight from the read buffer into the caller's, many at a time;
+// any other line is read on its own and its text decoded once it makes
+// whole quanta.
 type armorReader struct {
 	r       *bufio.Reader
 	state   int
