@@ -11,9 +11,10 @@ import (
 )
 
 // go-smtp runs Data on a goroutine of its own for BDAT and resets the
-// session while it runs when the client sends RSET: the aborted message
-// never reaches Postfix, not even inside another client's, every client
-// hears the replies of its own transaction, and nothing panics.
+// session while it runs when the client sends RSET, or ends it at QUIT,
+// even before that goroutine ran: the aborted message never reaches
+// Postfix, not even inside another client's, every client hears the
+// replies of its own transaction, and nothing panics.
 func TestBDATReset(t *testing.T) {
 	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
 	s, _, logBuf := startFilter(t, Incoming, sink.Port)
@@ -30,7 +31,7 @@ func TestBDATReset(t *testing.T) {
 				exchange(t, c, "EHLO client.test", 250)
 				exchange(t, c, "MAIL FROM:<alice@example.net>", 250)
 				exchange(t, c, "RCPT TO:<bob@chat.example.org>", 250)
-				switch w % 3 {
+				switch w % 4 {
 				case 0: // a chunk, then RSET: the message is not over
 					body := aborted + fmt.Sprintf("%d-%d\r\n", w, i)
 					fmt.Fprintf(conn, "BDAT %d\r\n%sRSET\r\n", len(body), body)
@@ -40,6 +41,11 @@ func TestBDATReset(t *testing.T) {
 					fmt.Fprintf(conn, "BDAT 0\r\nRSET\r\n")
 					readReply(t, c, 250)
 					readReply(t, c, 250)
+				case 2: // an empty chunk, then QUIT at once
+					fmt.Fprintf(conn, "BDAT 0\r\nQUIT\r\n")
+					readReply(t, c, 250)
+					readReply(t, c, 221)
+					continue
 				default:
 					body := "From: <alice@example.net>\r\nTo: <bob@chat.example.org>\r\n\r\n" +
 						strings.Repeat(fmt.Sprintf("sent whole %d-%d\r\n", w, i), 20000)

@@ -66,7 +66,8 @@ func (l *paramListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &paramConn{Conn: nc, l: l, limit: l.limit, lineAt: time.Now()}
+	c := &paramConn{Conn: nc, l: l, limit: l.limit, lineAt: time.Now(),
+		dataBegun: make(chan struct{}, 1), closed: make(chan struct{})}
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	c.draining.Store(l.draining)
@@ -161,6 +162,18 @@ type paramConn struct {
 
 	waiting atomic.Bool // reading the next command: stress wakes it
 
+	// BDAT: go-smtp calls the session's Data from a goroutine it starts
+	// at a message's first chunk, and may meanwhile go on to reset and
+	// end the session (BDAT 0, QUIT): a goroutine that runs late then
+	// finds no session and panics. So the read after a BDAT command waits
+	// until Data has begun, if go-smtp started it (see awaitData).
+	afterBDAT bool          // the last command handed on is a BDAT
+	bdatLast  bool          // ... with LAST: go-smtp waits for Data itself
+	bdatReply int           // go-smtp's reply to it; 0 before it came
+	begun     atomic.Bool   // the session's Data began for this message
+	dataBegun chan struct{} // a token when it does
+	closed    chan struct{} // closed by Close
+
 	draining atomic.Bool
 	wmu      sync.Mutex // writes: go-smtp's and a cut-off's 421
 	closing  sync.Once
@@ -180,6 +193,12 @@ const (
 )
 
 func (c *paramConn) Read(p []byte) (int, error) {
+	if c.afterBDAT && len(c.out) == 0 {
+		c.afterBDAT = false
+		if !c.bdatLast && c.bdatReply < 400 {
+			c.awaitData()
+		}
+	}
 	for len(c.out) == 0 {
 		c.startBody()
 		if c.state == stateData {
@@ -209,6 +228,46 @@ func (c *paramConn) Read(p []byte) (int, error) {
 	n := copy(p, c.out)
 	c.out = c.out[n:]
 	return n, nil
+}
+
+// awaitData waits until the session's Data has begun for the BDAT
+// message, bdatStartWait at the most. A refused BDAT (a reply before the
+// chunk is read) starts no Data, and a LAST one has had its Data run to
+// its end when it is answered.
+func (c *paramConn) awaitData() {
+	if c.dataBegun == nil || c.begun.Load() {
+		return // a connection tests made without Accept has no session
+	}
+	t := time.NewTimer(bdatStartWait)
+	defer t.Stop()
+	select {
+	case <-c.dataBegun:
+	case <-c.closed:
+	case <-t.C:
+	}
+}
+
+// bdatStartWait bounds how long a read waits for go-smtp's goroutine to
+// call Data: it runs at once but for a machine under heavy load.
+const bdatStartWait = 10 * time.Second
+
+// dataBegins tells the connection that the session's Data has begun.
+func (c *paramConn) dataBegins() {
+	c.begun.Store(true)
+	select {
+	case c.dataBegun <- struct{}{}:
+	default:
+	}
+}
+
+// dataReset tells the connection that the session was reset: the next
+// BDAT message starts a Data of its own.
+func (c *paramConn) dataReset() {
+	c.begun.Store(false)
+	select {
+	case <-c.dataBegun:
+	default:
+	}
 }
 
 // startBody moves on from a DATA command once go-smtp has answered it:
@@ -364,11 +423,13 @@ func (c *paramConn) process() bool {
 		c.state = stateAfterDATA
 	case "BDAT":
 		c.out = append(c.out, line...)
+		c.afterBDAT, c.bdatReply = true, 0
 		size, ok := chunkSize(arg)
 		if ok && size > 0 {
 			c.state, c.chunk = stateChunk, size
 		}
 		cmd.last = ok && strings.HasSuffix(strings.ToUpper(strings.TrimSpace(arg)), "LAST")
+		c.bdatLast = cmd.last
 	default:
 		c.out = append(c.out, line...)
 	}
@@ -424,6 +485,7 @@ func (c *paramConn) replied(code int) {
 	case metrics.EndOfData, "RSET", "HELO", "EHLO", "LHLO":
 		c.inTx = false
 	case "BDAT":
+		c.bdatReply = code
 		if cmd.last || !ok {
 			c.inTx = false
 		}
@@ -460,6 +522,9 @@ func (c *paramConn) Close() error {
 		}
 		c.l.mu.Unlock()
 		c.l.m.ConnectionClosed()
+		if c.closed != nil {
+			close(c.closed)
+		}
 		err = c.Conn.Close()
 	})
 	return err

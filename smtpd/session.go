@@ -64,6 +64,7 @@ var errBodyBroken = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4
 // Data streams the message through the gate: a DATA body as paramConn
 // reads it, BDAT chunks as go-smtp reads them.
 func (ss *session) Data(r io.Reader) error {
+	ss.conn.dataBegins()
 	if body := ss.conn.Body(); body != nil {
 		r = body
 	}
@@ -108,6 +109,7 @@ func (ss *session) Reset() {
 	if running != nil {
 		<-running
 	}
+	ss.conn.dataReset()
 }
 
 func (ss *session) Logout() error {
