@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,21 +70,34 @@ func (b *bodyReader) scan(p []byte) (int, bool) {
 }
 
 // lmtpConn is an LMTP connection from Postfix: it is counted among the
-// open ones, and reads DATA bodies in blocks.
+// open ones, reads DATA bodies in blocks, and answers BDAT itself.
 type lmtpConn struct {
 	net.Conn
 	c    *conns
 	once sync.Once
 
 	t       *Transport
+	in      []byte // read from Postfix, not yet looked at
+	err     error  // the read error that ends in
+	midLine bool   // in ends inside an overlong line, handed on in pieces
+	buf     [4096]byte
+
 	mu      sync.Mutex
 	inBody  bool   // the server wrote 354: the body comes next
-	pending []byte // for go-smtp, after a body: its end, then what followed
+	pending []byte // for go-smtp: a command line, or a body's end
 	got     *body  // the last body read, until the session takes it
 }
 
-// Write passes what the server writes on; a 354 says that a body comes.
+// chunkingLine is go-smtp's LHLO line for CHUNKING, which the transport
+// does not offer (see refuseBDAT).
+const chunkingLine = "250-CHUNKING\r\n"
+
+// Write passes what the server writes on, but the CHUNKING line of the
+// LHLO reply; a 354 says that a body comes.
 func (lc *lmtpConn) Write(p []byte) (int, error) {
+	if string(p) == chunkingLine {
+		return len(p), nil
+	}
 	if bytes.HasPrefix(p, []byte("354 ")) {
 		lc.mu.Lock()
 		lc.inBody = true
@@ -91,59 +106,144 @@ func (lc *lmtpConn) Write(p []byte) (int, error) {
 	return lc.Conn.Write(p)
 }
 
-// Read hands go-smtp what it is to read: commands as they come, and in
-// place of a body its end.
+// Read hands go-smtp what it is to read: commands a line at a time, and
+// in place of a body its end.
 func (lc *lmtpConn) Read(p []byte) (int, error) {
-	lc.mu.Lock()
-	if len(lc.pending) > 0 {
-		n := copy(p, lc.pending)
-		lc.pending = lc.pending[n:]
+	for {
+		lc.mu.Lock()
+		if len(lc.pending) > 0 {
+			n := copy(p, lc.pending)
+			lc.pending = lc.pending[n:]
+			lc.mu.Unlock()
+			return n, nil
+		}
+		inBody := lc.inBody
 		lc.mu.Unlock()
-		return n, nil
+		if !inBody {
+			if err := lc.nextCommand(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		got, err := lc.readBody()
+		lc.mu.Lock()
+		lc.inBody = false
+		lc.got = got
+		lc.pending = []byte(endOfData)
+		lc.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
 	}
-	inBody := lc.inBody
-	lc.mu.Unlock()
-	if !inBody {
-		return lc.Conn.Read(p)
+}
+
+// nextCommand moves the next command line from in to pending, reading
+// more as needed; a line longer than a read goes on in pieces, for
+// go-smtp to refuse. A BDAT command it answers itself.
+func (lc *lmtpConn) nextCommand() error {
+	for {
+		i := bytes.IndexByte(lc.in, '\n')
+		if i < 0 && len(lc.in) < len(lc.buf) {
+			if lc.err == nil {
+				lc.readMore()
+				continue
+			}
+			if len(lc.in) == 0 {
+				return lc.err
+			}
+		}
+		end := len(lc.in)
+		if i >= 0 {
+			end = i + 1
+		}
+		line := lc.in[:end]
+		lc.in = lc.in[end:]
+		start := !lc.midLine
+		lc.midLine = i < 0
+		if start && i >= 0 && isBDAT(line) {
+			if err := lc.refuseBDAT(string(line)); err != nil {
+				return err
+			}
+			continue
+		}
+		lc.mu.Lock()
+		lc.pending = append(lc.pending, line...)
+		lc.mu.Unlock()
+		return nil
 	}
-	got, rest, err := lc.readBody()
-	lc.mu.Lock()
-	lc.inBody = false
-	lc.got = got
-	lc.pending = append([]byte(endOfData), rest...)
-	lc.mu.Unlock()
-	if err != nil {
-		return 0, err
+}
+
+// readMore reads from Postfix into in, within the server's read timeout.
+func (lc *lmtpConn) readMore() {
+	lc.Conn.SetReadDeadline(time.Now().Add(lmtpReadTimeout))
+	n, err := lc.Conn.Read(lc.buf[:])
+	lc.in, lc.err = append(lc.in, lc.buf[:n]...), err
+}
+
+// isBDAT reports whether a command line is a BDAT command.
+func isBDAT(line []byte) bool {
+	return len(line) >= 5 && bytes.EqualFold(line[:4], []byte("BDAT")) &&
+		(line[4] == ' ' || line[4] == '\t' || line[4] == '\r' || line[4] == '\n')
+}
+
+// refuseBDAT answers a BDAT command with 502 once its chunk is read past.
+// Postfix's LMTP client never sends BDAT, and go-smtp, which runs a BDAT
+// message's Data on a goroutine of its own, may end the session before
+// that goroutine has found it. The LHLO reply does not offer CHUNKING.
+func (lc *lmtpConn) refuseBDAT(line string) error {
+	reply := "502 5.5.1 BDAT not supported, use DATA\r\n"
+	f := strings.Fields(line)
+	size, err := strconv.ParseUint(f[len(f)-1], 10, 63)
+	if len(f) == 3 {
+		size, err = strconv.ParseUint(f[1], 10, 63)
 	}
-	return lc.Read(p)
+	if len(f) < 2 || len(f) > 3 || err != nil {
+		reply, size = "501 5.5.4 Malformed BDAT command\r\n", 0
+	}
+	for size > 0 {
+		if len(lc.in) == 0 {
+			if lc.err != nil {
+				return lc.err
+			}
+			lc.readMore()
+			continue
+		}
+		k := int(min(size, uint64(len(lc.in))))
+		lc.in, size = lc.in[k:], size-uint64(k)
+	}
+	lc.Conn.SetWriteDeadline(time.Now().Add(lmtpWriteTimeout))
+	_, err = lc.Conn.Write([]byte(reply))
+	return err
 }
 
 // readBody reads a body to its end, in blocks, each read within the
-// server's read timeout. It returns the body and the bytes that came
-// after its end.
-func (lc *lmtpConn) readBody() (*body, []byte, error) {
+// server's read timeout, starting with what in holds. It returns the
+// body, and leaves in in what came after its end.
+func (lc *lmtpConn) readBody() (*body, error) {
 	msg := newMessage(lc.t.budget)
 	br := &bodyReader{out: msg, limit: lc.t.o.MaxMessageBytes}
 	buf := make([]byte, bodyBlock)
 	for {
-		lc.Conn.SetReadDeadline(time.Now().Add(lmtpReadTimeout))
-		n, err := lc.Conn.Read(buf)
-		if n > 0 {
-			if k, done := br.scan(buf[:n]); done {
-				rest := bytes.Clone(buf[k:n])
-				if br.err != nil {
-					msg.release()
-					return &body{err: br.err}, rest, nil
+		n := copy(buf, lc.in)
+		lc.in = lc.in[n:]
+		if n == 0 {
+			if lc.err != nil {
+				msg.release()
+				if errors.Is(lc.err, io.EOF) {
+					return nil, io.ErrUnexpectedEOF
 				}
-				return &body{msg: msg}, rest, nil
+				return nil, lc.err
 			}
+			lc.Conn.SetReadDeadline(time.Now().Add(lmtpReadTimeout))
+			n, lc.err = lc.Conn.Read(buf)
 		}
-		if err != nil {
-			msg.release()
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+		if k, done := br.scan(buf[:n]); done {
+			lc.in = append(bytes.Clone(buf[k:n]), lc.in...)
+			if br.err != nil {
+				msg.release()
+				return &body{err: br.err}, nil
 			}
-			return nil, nil, err
+			return &body{msg: msg}, nil
 		}
 	}
 }
