@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"net"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -11,8 +12,8 @@ import (
 )
 
 // go-smtp runs Data on a goroutine of its own for BDAT and resets the
-// session while it runs when the client sends RSET, or ends it at QUIT,
-// even before that goroutine ran: the aborted message never reaches
+// session while it runs when the client sends RSET, or ends it at QUIT or
+// when the connection breaks, even before that goroutine ran: the aborted message never reaches
 // Postfix, not even inside another client's, every client hears the
 // replies of its own transaction, and nothing panics.
 func TestBDATReset(t *testing.T) {
@@ -31,7 +32,7 @@ func TestBDATReset(t *testing.T) {
 				exchange(t, c, "EHLO client.test", 250)
 				exchange(t, c, "MAIL FROM:<alice@example.net>", 250)
 				exchange(t, c, "RCPT TO:<bob@chat.example.org>", 250)
-				switch w % 4 {
+				switch w % 5 {
 				case 0: // a chunk, then RSET: the message is not over
 					body := aborted + fmt.Sprintf("%d-%d\r\n", w, i)
 					fmt.Fprintf(conn, "BDAT %d\r\n%sRSET\r\n", len(body), body)
@@ -45,6 +46,12 @@ func TestBDATReset(t *testing.T) {
 					fmt.Fprintf(conn, "BDAT 0\r\nQUIT\r\n")
 					readReply(t, c, 250)
 					readReply(t, c, 221)
+					continue
+				case 3: // the last chunk, cut off: it must not pass for whole
+					body := fmt.Sprintf("From: <alice@example.net>\r\nTo: <bob@chat.example.org>\r\n\r\ncut off %d-%d\r\n", w, i)
+					fmt.Fprintf(conn, "BDAT %d LAST\r\n%s", len(body)+100, body)
+					conn.(*net.TCPConn).CloseWrite()
+					readReply(t, c, 421)
 					continue
 				default:
 					body := "From: <alice@example.net>\r\nTo: <bob@chat.example.org>\r\n\r\n" +

@@ -168,7 +168,7 @@ type paramConn struct {
 	// finds no session and panics. So the read after a BDAT command waits
 	// until Data has begun, if go-smtp started it (see awaitData).
 	afterBDAT bool          // the last command handed on is a BDAT
-	bdatLast  bool          // ... with LAST: go-smtp waits for Data itself
+	bdatLast  bool          // ... with LAST: go-smtp waits for its Data
 	bdatReply int           // go-smtp's reply to it; 0 before it came
 	begun     atomic.Bool   // the session's Data began for this message
 	dataBegun chan struct{} // a token when it does
@@ -195,7 +195,7 @@ const (
 func (c *paramConn) Read(p []byte) (int, error) {
 	if c.afterBDAT && len(c.out) == 0 {
 		c.afterBDAT = false
-		if !c.bdatLast && c.bdatReply < 400 {
+		if c.bdatReply == 0 || !c.bdatLast && c.bdatReply < 400 {
 			c.awaitData()
 		}
 	}
@@ -216,7 +216,7 @@ func (c *paramConn) Read(p []byte) (int, error) {
 		}
 		if c.err != nil {
 			if len(c.in) == 0 {
-				return 0, c.err
+				return 0, c.chunkErr()
 			}
 			c.out, c.in = append(c.out, c.in...), nil
 			break
@@ -231,9 +231,11 @@ func (c *paramConn) Read(p []byte) (int, error) {
 }
 
 // awaitData waits until the session's Data has begun for the BDAT
-// message, bdatStartWait at the most. A refused BDAT (a reply before the
-// chunk is read) starts no Data, and a LAST one has had its Data run to
-// its end when it is answered.
+// message, bdatStartWait at the most. It is called when go-smtp reads a
+// chunk (it has started Data, unanswered), or after a chunk it accepted
+// that was not the last. A refused BDAT (a reply before the chunk is
+// read) starts no Data, and a LAST one has had its Data run to its end
+// when it is answered.
 func (c *paramConn) awaitData() {
 	if c.dataBegun == nil || c.begun.Load() {
 		return // a connection tests made without Accept has no session
@@ -353,9 +355,22 @@ func (c *paramConn) readChunk(p []byte) (int, error) {
 	k := c.chunkPrefix(p[:n])
 	c.in = append(c.in, p[k:n]...)
 	if k == 0 && c.err != nil && len(c.in) == 0 {
-		return 0, c.err
+		return 0, c.chunkErr()
 	}
 	return k, nil
+}
+
+// chunkErr is the read error to give go-smtp. A BDAT chunk cut off by the
+// end of the connection, a timeout or a failed read gets 421 4.4.2, as a
+// DATA body does, and the connection ends: go-smtp copies a chunk with
+// io.Copy, which takes io.EOF for the chunk's end (a LAST chunk cut off
+// would pass for the whole message), and answers other errors 554.
+func (c *paramConn) chunkErr() error {
+	if c.state != stateChunk {
+		return c.err
+	}
+	c.state, c.err = stateCommand, io.EOF
+	return errBodyBroken
 }
 
 // woken reports whether err is a read timeout that is not the read's

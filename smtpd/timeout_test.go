@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,9 @@ import (
 
 // The read timeout bounds each read, not the whole body: a sender slower
 // than the timeout in all, but never quiet that long and faster than the
-// minimum rate, is served; one that goes quiet inside DATA, or dribbles
-// below the rate, gets a temporary reply that names no address.
+// minimum rate, is served; one that goes quiet inside DATA or a BDAT
+// chunk, or dribbles below the rate, gets a temporary reply that names no
+// address.
 func TestBodyReadTimeout(t *testing.T) {
 	sink := smtpdtest.NewSink(t, smtpdtest.Accept)
 	const idle = 500 * time.Millisecond
@@ -51,6 +53,18 @@ func TestBodyReadTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*idle {
 		t.Errorf("answered after %v", d)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("the sink has %d messages, want the slow sender's", n)
+	}
+
+	// The same inside a BDAT chunk.
+	c = smtpdtest.Dial(t, s.ln.Addr().String())
+	c.Want("MAIL FROM:<"+from+">", "250")
+	c.Want("RCPT TO:<"+to+">", "250")
+	fmt.Fprintf(c.Conn, "BDAT %d LAST\r\n%s", len(msg), msg[:len(msg)/2])
+	if reply := c.Reply(); !strings.HasPrefix(reply, "421 4.4.2") || strings.Contains(reply, "127.0.0.1") {
+		t.Errorf("a sender quiet inside a BDAT chunk: %q, want 421 4.4.2 without an address", reply)
 	}
 	if n := len(sink.Messages()); n != 1 {
 		t.Errorf("the sink has %d messages, want the slow sender's", n)
