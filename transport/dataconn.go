@@ -192,12 +192,12 @@ func isBDAT(line []byte) bool {
 // that goroutine has found it. The LHLO reply does not offer CHUNKING.
 func (lc *lmtpConn) refuseBDAT(line string) error {
 	reply := "502 5.5.1 BDAT not supported, use DATA\r\n"
-	f := strings.Fields(line)
-	size, err := strconv.ParseUint(f[len(f)-1], 10, 63)
-	if len(f) == 3 {
+	var size uint64
+	err := errors.New("no size")
+	if f := strings.Fields(line); len(f) == 2 || len(f) == 3 {
 		size, err = strconv.ParseUint(f[1], 10, 63)
 	}
-	if len(f) < 2 || len(f) > 3 || err != nil {
+	if err != nil {
 		reply, size = "501 5.5.4 Malformed BDAT command\r\n", 0
 	}
 	for size > 0 {
