@@ -64,7 +64,6 @@ var errBodyBroken = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4
 // Data streams the message through the gate: a DATA body as paramConn
 // reads it, BDAT chunks as go-smtp reads them.
 func (ss *session) Data(r io.Reader) error {
-	ss.conn.dataBegins()
 	if body := ss.conn.Body(); body != nil {
 		r = body
 	}
@@ -74,6 +73,9 @@ func (ss *session) Data(r io.Reader) error {
 	ss.running = running
 	ss.mu.Unlock()
 	defer close(running)
+	// Only now may the connection read on (see paramConn.awaitData): a
+	// Reset from here on waits for this Data.
+	ss.conn.dataBegins()
 	if tx == nil {
 		return errNoTransaction // reset before its message came
 	}

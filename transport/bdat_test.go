@@ -88,6 +88,14 @@ func TestBDATRefused(t *testing.T) {
 		want(t, c, "", 502)
 		want(t, c, "", 221)
 	}
+	// A BDAT line too long to be looked at whole is refused as too long.
+	for range 20 {
+		c, conn, _ := w.lmtpText()
+		want(t, c, "MAIL FROM:<"+alice+">", 250)
+		want(t, c, "RCPT TO:<"+bob+">", 250)
+		fmt.Fprintf(conn, "BDAT%s0\r\nQUIT\r\n", strings.Repeat(" ", 5000))
+		want(t, c, "", 500)
+	}
 	w.tr.Shutdown(t.Context())
 	if strings.Contains(w.log.String(), "panic") {
 		t.Errorf("a panic was logged:\n%.2000s", w.log.String())

@@ -21,7 +21,11 @@ import (
 const (
 	lmtpReadTimeout  = 5 * time.Minute
 	lmtpWriteTimeout = time.Minute
-	lmtpMaxLine      = 1 << 20
+	// lmtpMaxLine bounds a command line. It is below the pieces in which
+	// an LMTP connection hands go-smtp a longer line, so that go-smtp
+	// refuses such a line before it could take a piece for a command
+	// (see lmtpConn.nextCommand).
+	lmtpMaxLine = 4000
 	// MaxRecipients bounds the recipients of one LMTP transaction; Postfix
 	// sends at most 50 (default_destination_recipient_limit).
 	MaxRecipients = 1000
